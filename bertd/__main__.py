@@ -1,0 +1,3 @@
+from bertd.cli import main
+
+raise SystemExit(main())

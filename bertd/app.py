@@ -1,0 +1,76 @@
+"""create_app(config): the aiohttp application, its resources opened and closed in cleanup contexts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import swagger_ui_bundle
+from aiohttp import web
+from loguru import logger
+
+from bertd.callbacks import CallbackPolicy, CallbackSender
+from bertd.config import Config
+from bertd.db import open_database
+from bertd.devices import detect_devices
+from bertd.errors import error_middleware
+from bertd.keys import CALLBACKS, CONFIG, DEVICES, OPENAPI, SCHEDULER, STORE, UPLOAD_LOCK
+from bertd.openapi import build_openapi
+from bertd.routes import add_routes
+from bertd.scheduler import Scheduler
+from bertd.store import Store
+
+# Request bodies other than uploads are small JSON; uploads stream and are bounded by MAX_UPLOAD_MB.
+MAX_JSON_BODY_BYTES = 1 << 20
+
+
+def prepare_data_dir(config: Config) -> None:
+    for folder in (config.data_dir, config.uploads_dir, config.models_dir, config.effective_base_models_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    # Temporary upload files of a crashed server are never referenced; clear them.
+    for leftover in config.uploads_dir.glob(".upload-*"):
+        leftover.unlink(missing_ok=True)
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    prepare_data_dir(config)
+    logger.info("configuration: {}", config.masked())
+    devices = await asyncio.to_thread(detect_devices)
+    app[DEVICES] = devices
+    logger.info("compute devices: {}", ", ".join(d["name"] if d["type"] == "cuda" else f"cpu ({d['cores']} cores)"
+                                                 for d in devices))
+    connection = await open_database(config.database_path)
+    store = Store(connection)
+    callbacks = CallbackSender(
+        CallbackPolicy(config.callback_timeout_seconds, config.callback_max_attempts,
+                       config.callback_backoff_seconds, config.callback_secret),
+        record=lambda task_id, state, event: _record_callback(store, task_id, state, event),
+    )
+    await callbacks.start()
+    scheduler = Scheduler(config, store, callbacks)
+    app[STORE], app[CALLBACKS], app[SCHEDULER] = store, callbacks, scheduler
+    await scheduler.start()
+    logger.info("bertd ready on {}:{} with data in {}", config.host, config.port, config.data_dir)
+    try:
+        yield
+    finally:
+        await scheduler.close()
+        await callbacks.close()
+        await store.close()
+        logger.info("bertd stopped")
+
+
+async def _record_callback(store: Store, task_id: str, state: dict, event: dict) -> None:
+    await store.set_callback_state(task_id, state)
+    await store.add_event(task_id, "callback", event)
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY_BYTES)
+    app[CONFIG] = config
+    app[UPLOAD_LOCK] = asyncio.Lock()
+    app[OPENAPI] = build_openapi()
+    app.cleanup_ctx.append(_resources)
+    add_routes(app, swagger_ui_bundle.swagger_ui_path)
+    return app

@@ -1,0 +1,143 @@
+"""The service's configuration: one frozen dataclass built from the environment and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """An environment variable or flag holds a value bertd cannot use."""
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "0.0.0.0"
+    port: int = 8000
+    data_dir: Path = Path("./data")
+    base_models_dir: Path | None = None
+    max_concurrent_tasks: int = 1
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    api_token: str | None = field(default=None, repr=False)
+    callback_secret: str | None = field(default=None, repr=False)
+    max_upload_mb: int = 200
+    # Seconds a stopping worker gets to exit on its own before it is terminated, then killed.
+    stop_grace_seconds: float = 30.0
+    # After the grace period a worker gets SIGTERM, then this long before SIGKILL.
+    kill_wait_seconds: float = 5.0
+    # Minimum seconds between two progress writes of one task to SQLite.
+    progress_write_interval: float = 1.0
+    callback_timeout_seconds: float = 10.0
+    callback_max_attempts: int = 5
+    callback_backoff_seconds: float = 1.0
+    # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
+    training_function: str = "bertd.train:run_training"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def effective_base_models_dir(self) -> Path:
+        return self.base_models_dir if self.base_models_dir is not None else self.data_dir / "base_models"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "bertd.sqlite3"
+
+    def masked(self) -> dict[str, object]:
+        """The configuration as logged at start-up, secrets replaced by '***'."""
+        shown: dict[str, object] = {}
+        for config_field in dataclasses.fields(self):
+            value = getattr(self, config_field.name)
+            if config_field.name in ("api_token", "callback_secret"):
+                value = "***" if value else None
+            shown[config_field.name] = str(value) if isinstance(value, Path) else value
+        shown["base_models_dir"] = str(self.effective_base_models_dir)
+        return shown
+
+
+# Environment variable -> (field name, parser). Names follow ../shared/API.md.
+def _parse_positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _parse_port(name: str, raw: str) -> int:
+    value = _parse_positive_int(name, raw)
+    if value > 65535:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def _parse_non_negative_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _parse_log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"{name} must be one of DEBUG, INFO, WARNING, ERROR, got {raw!r}")
+    return level
+
+
+def _keep(_name: str, raw: str) -> str:
+    return raw
+
+
+def _path(_name: str, raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _optional_secret(_name: str, raw: str) -> str | None:
+    return raw or None
+
+
+ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
+    "API_HOST": ("host", _keep),
+    "API_PORT": ("port", _parse_port),
+    "DATA_DIR": ("data_dir", _path),
+    "BASE_MODELS_DIR": ("base_models_dir", _path),
+    "MAX_CONCURRENT_TASKS": ("max_concurrent_tasks", _parse_positive_int),
+    "LOG_LEVEL": ("log_level", _parse_log_level),
+    "LOG_FILE": ("log_file", _path),
+    "API_TOKEN": ("api_token", _optional_secret),
+    "CALLBACK_SECRET": ("callback_secret", _optional_secret),
+    "MAX_UPLOAD_MB": ("max_upload_mb", _parse_positive_int),
+    "STOP_GRACE_SECONDS": ("stop_grace_seconds", _parse_non_negative_float),
+    "PROGRESS_WRITE_INTERVAL": ("progress_write_interval", _parse_non_negative_float),
+    "CALLBACK_TIMEOUT_SECONDS": ("callback_timeout_seconds", _parse_non_negative_float),
+    "CALLBACK_MAX_ATTEMPTS": ("callback_max_attempts", _parse_positive_int),
+    "CALLBACK_BACKOFF_SECONDS": ("callback_backoff_seconds", _parse_non_negative_float),
+}
+
+
+def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
+    """Build the configuration from environment variables; keyword overrides (CLI flags) win."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for variable, (field_name, parse) in ENVIRONMENT_VARIABLES.items():
+        raw = environ.get(variable)
+        if raw is not None and raw != "":
+            values[field_name] = parse(variable, raw)  # type: ignore[operator]
+    values.update({name: value for name, value in overrides.items() if value is not None})
+    return Config(**values)  # type: ignore[arg-type]

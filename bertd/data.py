@@ -1,0 +1,158 @@
+"""Turning sheets into labelled examples: column checks, cleaning, label mapping, the split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bertd.job import TrainingInputError
+from bertd.sheets import SheetError, read_table
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    texts: list[str]
+    labels: list[str]
+    dropped_empty_text: int
+    dropped_empty_label: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    label_names: list[str]
+    train_texts: list[str]
+    train_label_ids: np.ndarray
+    validation_texts: list[str]
+    validation_label_ids: np.ndarray
+    warnings: list[str]
+
+
+def _clean_cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
+def labelled_rows(frame: pd.DataFrame, text_column: str, label_column: str, where: str) -> LabelledRows:
+    """Texts and labels from two columns; rows with an empty text or label are dropped and counted."""
+    columns = [str(column) for column in frame.columns]
+    for role, column in (("text", text_column), ("label", label_column)):
+        if column not in columns:
+            raise TrainingInputError(
+                f"{role} column {column!r} not found in {where}; columns are: {', '.join(columns)}"
+            )
+    texts = [_clean_cell(value) for value in frame[text_column].tolist()]
+    labels = [_clean_cell(value) for value in frame[label_column].tolist()]
+    kept_texts, kept_labels = [], []
+    dropped_text = dropped_label = 0
+    for text, label in zip(texts, labels, strict=True):
+        if not text:
+            dropped_text += 1
+        elif not label:
+            dropped_label += 1
+        else:
+            kept_texts.append(text)
+            kept_labels.append(label)
+    return LabelledRows(kept_texts, kept_labels, dropped_text, dropped_label)
+
+
+def stratified_split(label_ids: np.ndarray, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of training and validation rows: each label keeps its share in both parts.
+    A label with a single row stays in training, where the model can at least learn it."""
+    rng = np.random.default_rng(seed)
+    train_parts, validation_parts = [], []
+    for label_id in np.unique(label_ids):
+        indices = np.flatnonzero(label_ids == label_id)
+        rng.shuffle(indices)
+        if len(indices) < 2:
+            train_parts.append(indices)
+            continue
+        take = min(max(1, int(round(len(indices) * validation_fraction))), len(indices) - 1)
+        validation_parts.append(indices[:take])
+        train_parts.append(indices[take:])
+    train = np.sort(np.concatenate(train_parts)) if train_parts else np.array([], dtype=np.int64)
+    validation = np.sort(np.concatenate(validation_parts)) if validation_parts else np.array([], dtype=np.int64)
+    return train, validation
+
+
+def _read(path: Path, sheet_name: str | None, text_column: str, label_column: str) -> tuple[LabelledRows, str]:
+    try:
+        sheet, frame = read_table(path, sheet_name)
+    except SheetError as error:
+        raise TrainingInputError(str(error)) from error
+    where = f"sheet {sheet!r} of {path.name}"
+    return labelled_rows(frame, text_column, label_column, where), where
+
+
+def _dropped_warning(rows: LabelledRows, where: str) -> str | None:
+    parts = []
+    if rows.dropped_empty_text:
+        parts.append(f"{rows.dropped_empty_text} row(s) with an empty text")
+    if rows.dropped_empty_label:
+        parts.append(f"{rows.dropped_empty_label} row(s) with an empty label")
+    return f"dropped {' and '.join(parts)} from {where}" if parts else None
+
+
+def load_dataset(
+    training_path: Path,
+    validation_path: Path | None,
+    hyperparameters: dict,
+) -> Dataset:
+    """Read, clean and split the data as the task's hyperparameters say."""
+    text_column = hyperparameters["text_column"]
+    label_column = hyperparameters["label_column"]
+    rows, where = _read(training_path, hyperparameters["sheet_name"], text_column, label_column)
+    warnings = [w for w in [_dropped_warning(rows, where)] if w]
+    if not rows.texts:
+        raise TrainingInputError(f"no rows left in {where} after dropping rows with an empty text or label")
+    label_names = sorted(set(rows.labels))
+    if len(label_names) < 2:
+        raise TrainingInputError(
+            f"label column {label_column!r} in {where} has only one label ({label_names[0]!r}); "
+            "a classifier needs at least 2"
+        )
+    label_to_id = {label: index for index, label in enumerate(label_names)}
+    label_ids = np.array([label_to_id[label] for label in rows.labels], dtype=np.int64)
+
+    if validation_path is None:
+        train_index, validation_index = stratified_split(
+            label_ids, hyperparameters["train_val_split"], hyperparameters["random_seed"]
+        )
+        if len(validation_index) == 0:
+            raise TrainingInputError(
+                f"too few rows in {where} to hold out a validation set; add rows or upload a validation_data_file"
+            )
+        texts = np.array(rows.texts, dtype=object)
+        return Dataset(
+            label_names,
+            texts[train_index].tolist(),
+            label_ids[train_index],
+            texts[validation_index].tolist(),
+            label_ids[validation_index],
+            warnings,
+        )
+
+    validation_rows, validation_where = _read(
+        validation_path, hyperparameters["validation_sheet_name"], text_column, label_column
+    )
+    warning = _dropped_warning(validation_rows, validation_where)
+    if warning:
+        warnings.append(warning)
+    if not validation_rows.texts:
+        raise TrainingInputError(f"no rows left in {validation_where} after dropping rows with an empty text or label")
+    unseen = sorted(set(validation_rows.labels) - set(label_names))
+    if unseen:
+        raise TrainingInputError(
+            f"{validation_where} has label(s) that never occur in the training data: {', '.join(unseen)}"
+        )
+    return Dataset(
+        label_names,
+        rows.texts,
+        label_ids,
+        validation_rows.texts,
+        np.array([label_to_id[label] for label in validation_rows.labels], dtype=np.int64),
+        warnings,
+    )

@@ -1,0 +1,26 @@
+"""Typed keys for what the aiohttp application holds."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from bertd.callbacks import CallbackSender
+from bertd.config import Config
+from bertd.scheduler import Scheduler
+from bertd.store import Store
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+CALLBACKS = web.AppKey("callbacks", CallbackSender)
+DEVICES = web.AppKey("devices", list)
+# Serialises the check-rename-insert step of uploads so two uploads of one name cannot race.
+UPLOAD_LOCK = web.AppKey("upload_lock", asyncio.Lock)
+OPENAPI = web.AppKey("openapi", dict)
+
+
+def app_value(request: web.Request, key: web.AppKey[Any]) -> Any:
+    return request.app[key]

@@ -1,0 +1,157 @@
+"""Plain domain types: task states and their allowed transitions, file, task and event records."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class TaskStatus(enum.StrEnum):
+    QUEUED = "queued"
+    TRAINING = "training"
+    STOPPING = "stopping"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+ACTIVE_STATUSES = frozenset({TaskStatus.QUEUED, TaskStatus.TRAINING, TaskStatus.STOPPING})
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED})
+
+# Every status change is a guarded UPDATE ... WHERE status IN (the sources allowed here).
+ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.QUEUED: frozenset({TaskStatus.TRAINING, TaskStatus.STOPPED, TaskStatus.FAILED}),
+    TaskStatus.TRAINING: frozenset(
+        {TaskStatus.STOPPING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED}
+    ),
+    TaskStatus.STOPPING: frozenset({TaskStatus.STOPPED, TaskStatus.FAILED, TaskStatus.COMPLETED}),
+    TaskStatus.COMPLETED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.STOPPED: frozenset(),
+}
+
+
+def sources_of(target: TaskStatus) -> tuple[TaskStatus, ...]:
+    """The statuses a task may be in for a move to `target` to be allowed."""
+    return tuple(source for source, targets in ALLOWED_TRANSITIONS.items() if target in targets)
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 in UTC with second precision, the form API.md uses."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class SheetInfo:
+    name: str
+    rows: int
+    columns: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "rows": self.rows, "columns": list(self.columns)}
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    filename: str
+    size_bytes: int
+    sha256: str
+    uploaded_at: str
+    sheets: list[SheetInfo]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "uploaded_at": self.uploaded_at,
+            "sheets": [sheet.to_json() for sheet in self.sheets],
+        }
+
+    def sheet(self, name: str | None) -> SheetInfo | None:
+        """The named sheet, or the first one when name is None."""
+        if name is None:
+            return self.sheets[0] if self.sheets else None
+        return next((sheet for sheet in self.sheets if sheet.name == name), None)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    seq: int
+    task_id: str
+    status: TaskStatus
+    model_name_cn: str
+    model_name_en: str
+    base_model: str
+    training_data_file: str
+    validation_data_file: str | None
+    hyperparameters: dict[str, Any]
+    callback_url: str | None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    artifacts: dict[str, Any] | None = None
+    error_message: str | None = None
+    callback: dict[str, Any] | None = None
+    queue_position: int | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "task_id": self.task_id,
+            "status": str(self.status),
+            "model_name_cn": self.model_name_cn,
+            "model_name_en": self.model_name_en,
+            "base_model": self.base_model,
+            "training_data_file": self.training_data_file,
+            "validation_data_file": self.validation_data_file,
+            "hyperparameters": self.hyperparameters,
+            "callback_url": self.callback_url,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "queue_position": self.queue_position,
+            "progress": self.progress or initial_progress(self.hyperparameters),
+            "metrics": self.metrics,
+            "artifacts": self.artifacts,
+            "error_message": self.error_message,
+            "callback": self.callback,
+        }
+        return body
+
+
+def initial_progress(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "phase": "queued",
+        "current_epoch": 0,
+        "total_epochs": hyperparameters.get("epochs"),
+        "step": 0,
+        "total_steps": None,
+        "progress_percentage": 0.0,
+        "train_loss": None,
+        "train_accuracy": None,
+        "val_loss": None,
+        "val_accuracy": None,
+        "val_macro_f1": None,
+        "samples_per_second": None,
+        "eta_seconds": None,
+    }
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    id: int
+    task_id: str
+    at: str
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at, "type": self.type, "data": self.data}

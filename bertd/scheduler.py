@@ -1,0 +1,298 @@
+"""Admission, FIFO dispatch, stop and delete, progress persistence, crash recovery.
+
+The queue itself lives in SQLite (status 'queued', ordered by seq), so it survives restarts.
+Terminal states are written under asyncio.shield before anyone (callback, log) is told."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from bertd.callbacks import CallbackSender
+from bertd.config import Config
+from bertd.job import TrainingJob
+from bertd.models import TaskRecord, TaskStatus, initial_progress, utc_now
+from bertd.pool import WorkerHandle, describe_exit, start_worker
+from bertd.store import Store
+
+PROGRESS_FIELDS = (
+    "phase", "current_epoch", "total_epochs", "step", "total_steps", "progress_percentage", "train_loss",
+    "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "learning_rate", "samples_per_second",
+    "eta_seconds",
+)
+EPOCH_EVENT_FIELDS = (
+    "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "is_best",
+    "samples_per_second", "per_class", "confusion_matrix",
+)
+
+
+def log_transition(task_id: str, source: str, target: TaskStatus, detail: str = "") -> None:
+    """One line per transition, always the same grammar: task <id> <from> -> <to>[: detail]."""
+    logger.info("task {} {} -> {}{}", task_id, source, target, f": {detail}" if detail else "")
+
+
+class Scheduler:
+    def __init__(self, config: Config, store: Store, callbacks: CallbackSender) -> None:
+        self._config = config
+        self._store = store
+        self._callbacks = callbacks
+        self._running: dict[str, WorkerHandle] = {}
+        self._supervisors: dict[str, asyncio.Task[None]] = {}
+        self._finished: dict[str, asyncio.Event] = {}
+        self._stop_reasons: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    # ---- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._recover_interrupted_tasks()
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop admitting, ask running workers to stop, give them the grace period, then kill."""
+        self._closing = True
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        handles = list(self._running.values())
+        for handle in handles:
+            self._stop_reasons[handle.task_id] = "the server shut down while it was training"
+            handle.request_stop()
+        await asyncio.gather(*(self._wait_or_kill(handle) for handle in handles))
+        supervisors = list(self._supervisors.values())
+        if supervisors:
+            await asyncio.gather(*supervisors, return_exceptions=True)
+        if handles:
+            logger.info("shutdown: {} running task(s) stopped", len(handles))
+
+    async def _recover_interrupted_tasks(self) -> None:
+        """Tasks left training or stopping by a crash cannot be resumed: end them as failed."""
+        for task in await self._store.tasks_in((TaskStatus.TRAINING, TaskStatus.STOPPING)):
+            epoch = (task.progress or {}).get("current_epoch") or 0
+            message = f"bertd stopped while this task was training (during epoch {epoch}); create it again to retry"
+            updated = await self._store.transition(task.task_id, TaskStatus.FAILED, error_message=message,
+                                                   finished_at=utc_now(), event_data={"reason": "recovery"})
+            self._remove_artifacts(task.task_id)
+            if updated is not None:
+                log_transition(task.task_id, task.status, TaskStatus.FAILED, message)
+                self._notify_end(updated)
+
+    # ---- admission and dispatch --------------------------------------------------------------
+
+    def task_added(self) -> None:
+        self._wake.set()
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while not self._closing and len(self._running) < self._config.max_concurrent_tasks:
+                task = await self._store.oldest_queued()
+                if task is None:
+                    break
+                await self._launch(task)
+
+    async def _launch(self, task: TaskRecord) -> None:
+        progress = {**initial_progress(task.hyperparameters), "phase": "starting"}
+        claimed = await self._store.transition(task.task_id, TaskStatus.TRAINING, started_at=utc_now(),
+                                               progress=progress)
+        if claimed is None:  # stopped or deleted between the read and the claim
+            return
+        log_transition(task.task_id, TaskStatus.QUEUED, TaskStatus.TRAINING)
+        job = self._job_for(claimed)
+        try:
+            handle = start_worker(job, self._config.training_function, self._config.log_level)
+        except Exception as error:
+            logger.exception("task {} worker could not be started", task.task_id)
+            await self._end(claimed, TaskStatus.FAILED, error_message=f"the worker process could not start: {error}")
+            return
+        self._running[task.task_id] = handle
+        self._finished[task.task_id] = asyncio.Event()
+        self._supervisors[task.task_id] = asyncio.create_task(
+            self._supervise(handle, claimed), name=f"supervise-{task.task_id[:8]}"
+        )
+
+    def _job_for(self, task: TaskRecord) -> TrainingJob:
+        uploads = self._config.uploads_dir
+        return TrainingJob(
+            task_id=task.task_id,
+            training_data_path=str(uploads / task.training_data_file),
+            validation_data_path=str(uploads / task.validation_data_file) if task.validation_data_file else None,
+            base_model=task.base_model,
+            base_models_dir=str(self._config.effective_base_models_dir),
+            output_dir=str(self._config.models_dir / task.task_id),
+            hyperparameters=task.hyperparameters,
+            report_interval=self._config.progress_write_interval / 2,
+        )
+
+    # ---- supervising one worker --------------------------------------------------------------
+
+    async def _supervise(self, handle: WorkerHandle, task: TaskRecord) -> None:
+        progress = dict(task.progress or initial_progress(task.hyperparameters))
+        last_write = 0.0
+        verdict: dict[str, Any] | None = None
+        exitcode: int | None = None
+        try:
+            while True:
+                message = await handle.messages.get()
+                kind = message.get("type")
+                if kind == "progress":
+                    progress.update({k: message[k] for k in PROGRESS_FIELDS if k in message})
+                    if time.monotonic() - last_write >= self._config.progress_write_interval:
+                        last_write = time.monotonic()
+                        await self._store.set_progress(task.task_id, progress)
+                elif kind == "epoch":
+                    progress.update({k: message[k] for k in PROGRESS_FIELDS if k in message})
+                    progress["current_epoch"] = message["epoch"]
+                    last_write = time.monotonic()
+                    await self._store.set_progress(task.task_id, progress)
+                    await self._on_epoch(task, message)
+                elif kind == "warning":
+                    logger.warning("task {}: {}", task.task_id, message["message"])
+                    await self._store.add_event(task.task_id, "warning", {"message": message["message"]})
+                elif kind in ("completed", "stopped", "failed"):
+                    verdict = message
+                elif kind == "exited":
+                    exitcode = message["exitcode"]
+                    break
+        finally:
+            await asyncio.shield(self._conclude(handle, task, progress, verdict, exitcode))
+
+    async def _on_epoch(self, task: TaskRecord, message: dict[str, Any]) -> None:
+        data = {k: message[k] for k in EPOCH_EVENT_FIELDS if k in message}
+        await self._store.add_event(task.task_id, "epoch", data)
+        logger.info("task {} epoch {}/{}: val_accuracy {:.4f}, val_macro_f1 {:.4f}", task.task_id, message["epoch"],
+                    message.get("total_epochs"), message["val_accuracy"], message["val_macro_f1"])
+        if task.callback_url:
+            self._callbacks.send(task.task_id, task.callback_url,
+                                 {"event": "task.epoch", "task_id": task.task_id, "epoch": message["epoch"],
+                                  "metrics": data})
+
+    async def _conclude(
+        self,
+        handle: WorkerHandle,
+        task: TaskRecord,
+        progress: dict[str, Any],
+        verdict: dict[str, Any] | None,
+        exitcode: int | None,
+    ) -> None:
+        try:
+            kind = verdict["type"] if verdict else None
+            stop_reason = self._stop_reasons.pop(task.task_id, None)
+            if kind == "completed":
+                assert verdict is not None
+                final = {**progress, "phase": "completed", "progress_percentage": 100.0, "eta_seconds": 0}
+                await self._end(task, TaskStatus.COMPLETED, progress=final, metrics=verdict["metrics"],
+                                artifacts=verdict["artifacts"])
+            elif kind == "stopped" or (kind is None and stop_reason is not None):
+                self._remove_artifacts(task.task_id)
+                await self._end(task, TaskStatus.STOPPED, progress={**progress, "phase": "stopped"},
+                                error_message=stop_reason if stop_reason and "shut down" in stop_reason else None)
+            elif kind == "failed":
+                assert verdict is not None
+                logger.error("task {} worker traceback:\n{}", task.task_id, verdict.get("traceback", "").rstrip())
+                await self._end(task, TaskStatus.FAILED, progress={**progress, "phase": "failed"},
+                                error_message=verdict["error"])
+            else:
+                self._remove_artifacts(task.task_id)
+                message = (f"the worker process died with {describe_exit(exitcode)} during "
+                           f"{progress.get('phase', 'training')} (epoch {progress.get('current_epoch') or 0}); "
+                           "if it was killed for memory, lower batch_size or max_sequence_length")
+                await self._end(task, TaskStatus.FAILED, progress={**progress, "phase": "failed"},
+                                error_message=message)
+        finally:
+            self._running.pop(task.task_id, None)
+            self._supervisors.pop(task.task_id, None)
+            finished = self._finished.pop(task.task_id, None)
+            if finished is not None:
+                finished.set()
+            self._wake.set()
+
+    async def _end(self, task: TaskRecord, target: TaskStatus, **fields: Any) -> TaskRecord | None:
+        before = await self._store.get_task(task.task_id)
+        updated = await self._store.transition(task.task_id, target, finished_at=utc_now(), **fields)
+        if updated is None:
+            return None
+        log_transition(task.task_id, before.status if before else "?", target, fields.get("error_message") or "")
+        self._notify_end(updated)
+        return updated
+
+    def _notify_end(self, task: TaskRecord) -> None:
+        if task.callback_url:
+            self._callbacks.send(task.task_id, task.callback_url,
+                                 {"event": f"task.{task.status}", "task": task.to_json()})
+
+    # ---- stop and delete ---------------------------------------------------------------------
+
+    async def stop(self, task_id: str) -> TaskRecord | None:
+        """Stop a task: a queued one at once, a training one through its worker.
+        Returns the task as it now is, or None if it does not exist."""
+        task = await self._store.get_task(task_id)
+        if task is None:
+            return None
+        if task.status == TaskStatus.QUEUED:
+            ended = await self._end(task, TaskStatus.STOPPED, progress={**initial_progress(task.hyperparameters),
+                                                                        "phase": "stopped"})
+            if ended is not None:
+                return ended
+            task = await self._store.get_task(task_id)  # it was claimed meanwhile: stop the worker
+            if task is None:
+                return None
+        if task.status == TaskStatus.TRAINING:
+            updated = await self._store.transition(task_id, TaskStatus.STOPPING)
+            if updated is not None:
+                log_transition(task_id, TaskStatus.TRAINING, TaskStatus.STOPPING)
+                handle = self._running.get(task_id)
+                if handle is not None:
+                    self._stop_reasons.setdefault(task_id, "stopped on request")
+                    handle.request_stop()
+                    asyncio.create_task(self._wait_or_kill(handle), name=f"stop-{task_id[:8]}")
+                return updated
+        return await self._store.get_task(task_id)
+
+    async def _wait_or_kill(self, handle: WorkerHandle) -> None:
+        """Give a stopping worker the grace period, then SIGTERM, then SIGKILL."""
+        for action, wait in ((handle.terminate, self._config.stop_grace_seconds),
+                             (handle.kill, self._config.kill_wait_seconds)):
+            try:
+                await asyncio.wait_for(handle.exited.wait(), wait)
+                return
+            except asyncio.TimeoutError:
+                logger.warning("task {} worker did not exit within {:g} s; sending {}", handle.task_id, wait,
+                               action.__name__)
+                action()
+        await handle.exited.wait()
+
+    async def wait_until_finished(self, task_id: str) -> None:
+        finished = self._finished.get(task_id)
+        if finished is not None:
+            await finished.wait()
+
+    async def delete(self, task_id: str) -> bool:
+        """Stop the task if it is active, then remove its record, events and artifacts."""
+        task = await self.stop(task_id)
+        if task is None:
+            return False
+        await self.wait_until_finished(task_id)
+        deleted = await self._store.delete_task(task_id)
+        self._remove_artifacts(task_id)
+        if deleted:
+            logger.info("task {} deleted", task_id)
+        return deleted
+
+    def _remove_artifacts(self, task_id: str) -> None:
+        model_dir: Path = self._config.models_dir / task_id
+        shutil.rmtree(model_dir, ignore_errors=True)
+        shutil.rmtree(model_dir.with_name(model_dir.name + ".partial"), ignore_errors=True)

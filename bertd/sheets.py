@@ -1,0 +1,81 @@
+"""Reading uploaded .xlsx/.csv files with pandas: sheet metadata at upload, tables for training."""
+
+from __future__ import annotations
+
+import importlib.util
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+from bertd.models import SheetInfo
+
+SUPPORTED_SUFFIXES = (".xlsx", ".csv")
+# Excel exports from Chinese-locale Windows are often GB18030 rather than UTF-8.
+CSV_ENCODINGS = ("utf-8-sig", "gb18030")
+EXCEL_ENGINE = "calamine" if importlib.util.find_spec("python_calamine") else "openpyxl"
+
+
+class SheetError(ValueError):
+    """The file, sheet or column cannot be read as the user asked; the message says why."""
+
+
+def _read_csv(path: Path, **options: object) -> pd.DataFrame:
+    last_error: Exception | None = None
+    for encoding in CSV_ENCODINGS:
+        try:
+            return pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False, **options)
+        except UnicodeDecodeError as error:
+            last_error = error
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            raise SheetError(f"{path.name} is not a readable CSV file: {error}") from error
+    raise SheetError(f"{path.name} is neither UTF-8 nor GB18030 text: {last_error}")
+
+
+def _read_excel(path: Path, sheet_name: str | None, *, all_sheets: bool = False) -> dict[str, pd.DataFrame]:
+    """The requested sheet (None: the first), or every sheet, keyed by sheet name."""
+    if not zipfile.is_zipfile(path):
+        raise SheetError(f"{path.name} is not a readable .xlsx workbook (not a zip archive)")
+    try:
+        with pd.ExcelFile(path, engine=EXCEL_ENGINE) as workbook:
+            names = [str(name) for name in workbook.sheet_names]
+            if not names:
+                raise SheetError(f"{path.name} has no sheets")
+            if all_sheets:
+                wanted = names
+            elif sheet_name is None:
+                wanted = names[:1]
+            elif sheet_name in names:
+                wanted = [sheet_name]
+            else:
+                raise SheetError(f"sheet {sheet_name!r} not found in {path.name}; sheets are: {', '.join(names)}")
+            return {name: pd.read_excel(workbook, sheet_name=name, dtype=str) for name in wanted}
+    except SheetError:
+        raise
+    except Exception as error:  # openpyxl and calamine raise many types for broken workbooks
+        raise SheetError(f"{path.name} is not a readable .xlsx workbook: {error}") from error
+
+
+def read_sheet_metadata(path: Path) -> list[SheetInfo]:
+    """Every sheet's name, data-row count and column names."""
+    if path.suffix.lower() == ".csv":
+        frame = _read_csv(path)
+        return [SheetInfo(path.stem, len(frame), [str(column) for column in frame.columns])]
+    frames = _read_excel(path, None, all_sheets=True)
+    return [
+        SheetInfo(str(name), len(frame), [str(column) for column in frame.columns]) for name, frame in frames.items()
+    ]
+
+
+def read_table(path: Path, sheet_name: str | None) -> tuple[str, pd.DataFrame]:
+    """One sheet as a frame of strings (None for an empty cell); sheet_name None is the first sheet."""
+    if path.suffix.lower() == ".csv":
+        if sheet_name not in (None, path.stem):
+            raise SheetError(f"sheet {sheet_name!r} not found in {path.name}; a CSV file has one sheet, {path.stem!r}")
+        frame = _read_csv(path)
+        frame = frame.replace("", None)
+        name = path.stem
+    else:
+        name, frame = next(iter(_read_excel(path, sheet_name).items()))
+    frame.columns = [str(column) for column in frame.columns]
+    return str(name), frame

@@ -1,0 +1,109 @@
+"""The worker process's entry point: run one job, send its messages, always end with one verdict.
+
+Imports neither aiohttp nor aiosqlite; torch arrives only through the training function."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import shutil
+import signal
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from bertd.job import TrainingInputError, TrainingJob, TrainingStopped
+
+PR_SET_PDEATHSIG = 1
+MAX_ERROR_LENGTH = 500
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when the server that spawned it dies, so a crashed
+    server never leaves a worker training and holding the GPU."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        return
+
+
+def load_function(dotted: str) -> Any:
+    module_name, _, attribute = dotted.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def user_message(error: BaseException) -> str:
+    """One line a user can act on; the traceback goes to the log."""
+    if isinstance(error, TrainingInputError):
+        text = str(error)
+    elif type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
+        text = ("out of GPU memory; lower hyperparameters.batch_size or max_sequence_length, "
+                "or raise gradient_accumulation_steps")
+    elif isinstance(error, MemoryError):
+        text = "out of memory; lower hyperparameters.batch_size or max_sequence_length"
+    else:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        text = f"training failed with {type(error).__name__}: {first_line}".rstrip(": ")
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
+
+
+def remove_partial_output(output_dir: str) -> None:
+    path = Path(output_dir)
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(path.with_name(path.name + ".partial"), ignore_errors=True)
+
+
+def worker_main(
+    job: TrainingJob,
+    connection: Connection,
+    stop_event: Event,
+    training_function: str,
+    log_level: str,
+) -> None:
+    die_with_parent()
+    # A SIGTERM from the server (or the parent-death signal) ends the job like a stop request.
+    # The handler only flips a flag: taking the Event's lock inside a signal handler can deadlock.
+    terminated = False
+
+    def on_sigterm(*_: object) -> None:
+        nonlocal terminated
+        terminated = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logger.remove()
+    logger.configure(extra={"task": job.task_id})
+    logger.add(sys.stderr, level=log_level, format="{time:YYYY-MM-DD HH:mm:ss} | {level: <7} | worker {extra[task]} | {message}")
+    log = logger.bind(task=job.task_id)
+    log.debug("worker {} started", os.getpid())
+
+    def report(message: dict[str, Any]) -> None:
+        connection.send(message)
+
+    try:
+        train = load_function(training_function)
+        result = train(job, report, lambda: terminated or stop_event.is_set())
+        connection.send({"type": "completed", **result})
+    except TrainingStopped:
+        remove_partial_output(job.output_dir)
+        connection.send({"type": "stopped"})
+    except BaseException as error:  # noqa: BLE001 - every failure must reach the server as a verdict
+        remove_partial_output(job.output_dir)
+        log.opt(exception=error).error("task {} failed", job.task_id)
+        try:
+            connection.send({"type": "failed", "error": user_message(error),
+                             "traceback": "".join(traceback.format_exception(error))})
+        except (OSError, ValueError):
+            pass
+    finally:
+        connection.close()

@@ -1,0 +1,72 @@
+"""Fixtures: a tiny BERT base model, test data files, and a real bertd server on a temp data dir."""
+
+from __future__ import annotations
+
+import os
+
+# Set before anything imports huggingface_hub, and inherited by every spawned worker.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bertd.app import create_app
+from bertd.config import Config
+from bertd.tiny_model import build_tiny_bert
+from datagen import all_characters, labelled_frame, write_csv, write_xlsx
+
+TINY_MODEL = "tiny-bert"
+
+
+@pytest.fixture(scope="session")
+def base_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("base_models")
+    build_tiny_bert(directory / TINY_MODEL, [all_characters()], hidden_size=64, layers=2, heads=2)
+    return directory
+
+
+@pytest.fixture
+def xlsx_file(tmp_path: Path) -> Path:
+    """Two sheets: 'data' (90 labelled rows, 3 labels, 2 empty texts) and 'notes'."""
+    frame = labelled_frame(rows_per_label=30, seed=1)
+    frame.loc[3, "内容"] = None
+    frame.loc[7, "内容"] = "   "
+    notes = labelled_frame(rows_per_label=3, seed=2)[["编号"]]
+    return write_xlsx(tmp_path / "环境保护_测试数据.xlsx", {"data": frame, "notes": notes})
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "训练数据.csv", labelled_frame(rows_per_label=16, seed=3))
+
+
+ClientFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+def make_client(aiohttp_client, tmp_path: Path, base_models_dir: Path) -> ClientFactory:
+    """Start a real bertd (real SQLite file, real worker processes) and return a client for it."""
+
+    async def factory(**overrides: object) -> TestClient:
+        settings: dict[str, object] = {
+            "host": "127.0.0.1",
+            "data_dir": tmp_path / "data",
+            "base_models_dir": base_models_dir,
+            "stop_grace_seconds": 5.0,
+            "kill_wait_seconds": 2.0,
+            "progress_write_interval": 0.2,
+            "callback_backoff_seconds": 0.05,
+            "callback_timeout_seconds": 2.0,
+            "log_level": "DEBUG",
+        }
+        settings.update(overrides)
+        config = Config(**settings)  # type: ignore[arg-type]
+        client = await aiohttp_client(create_app(config))
+        return client
+
+    return factory

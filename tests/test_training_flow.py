@@ -1,0 +1,63 @@
+"""The whole flow with real training: upload, create, watch, completed, a model pipeline() loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bertd.keys import CONFIG
+from helpers import TASKS, create, events, task_body, upload, wait_for
+from datagen import LABEL_WORDS
+
+
+async def test_full_flow_trains_a_model_that_pipeline_loads(make_client, xlsx_file: Path) -> None:
+    client = await make_client()
+    uploaded = await upload(client, xlsx_file)
+    assert uploaded.status == 201, await uploaded.text()
+
+    created = await create(client, task_body(xlsx_file.name, epochs=6))
+    assert created["status"] in ("queued", "training")
+    assert created["hyperparameters"]["random_seed"] == 42  # defaults are filled in
+    task_id = created["task_id"]
+
+    seen_training = await wait_for(client, task_id, {"training", "completed"})
+    task = await wait_for(client, task_id, {"completed", "failed"}, timeout=120)
+    assert task["status"] == "completed", task["error_message"]
+    assert seen_training["started_at"] is not None
+
+    progress = task["progress"]
+    assert progress["phase"] == "completed"
+    assert progress["current_epoch"] == 6 and progress["progress_percentage"] == 100.0
+    assert progress["step"] == progress["total_steps"] > 0
+    assert progress["samples_per_second"] > 0
+
+    metrics = task["metrics"]
+    assert metrics["val_accuracy"] >= 0.8, metrics
+    assert set(metrics["per_class"]) == set(LABEL_WORDS)
+    assert len(metrics["history"]) == 6
+    assert 1 <= metrics["best_epoch"] <= 6
+    # 88 rows after dropping 2 empty texts; 20% of each label held out.
+    assert metrics["train_rows"] + metrics["validation_rows"] == 88
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["validation_rows"]
+
+    model_dir = Path(task["artifacts"]["model_path"])
+    assert model_dir == Path(client.app[CONFIG].data_dir) / "models" / task_id
+    assert (model_dir / "model.safetensors").is_file()
+    labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
+    assert labels["labels"] == sorted(LABEL_WORDS)
+    saved_metrics = json.loads(Path(task["artifacts"]["metrics_path"]).read_text(encoding="utf-8"))
+    assert saved_metrics["best_epoch"] == metrics["best_epoch"]
+
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=str(model_dir), device="cpu")
+    predictions = classifier(["工厂烟囱排放化工废气，居民反映严重。", "工地渣土施工尘土飞扬。", "饭店厨房油烟烧烤排烟。"])
+    assert [p["label"] for p in predictions] == ["工业废气", "扬尘", "油烟"]
+
+    history = await events(client, task_id)
+    types = [event["type"] for event in history]
+    assert [e["data"]["status"] for e in history if e["type"] == "status"] == ["queued", "training", "completed"]
+    assert types.count("epoch") == 6
+    warnings = [e["data"]["message"] for e in history if e["type"] == "warning"]
+    assert any("dropped 2 row(s) with an empty text" in message for message in warnings), warnings
+    assert [e["id"] for e in history] == sorted(e["id"] for e in history)
