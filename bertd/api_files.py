@@ -102,7 +102,7 @@ async def upload_file(request: web.Request) -> web.Response:
         if size == 0:
             raise validation_error(f"file {filename!r} is empty", "file")
         try:
-            sheets = await asyncio.to_thread(read_sheet_metadata, temporary)
+            sheets = await asyncio.to_thread(read_sheet_metadata, temporary, filename)
         except SheetError as error:
             message = str(error).replace(temporary.name, repr(filename))
             raise validation_error(message, "file", filename=filename) from error

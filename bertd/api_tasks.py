@@ -79,7 +79,7 @@ async def create_task(request: web.Request) -> web.Response:
     body = validate_task_request(await read_json(request))
     hyperparameters = body["hyperparameters"]
     if hyperparameters["text_column"] == hyperparameters["label_column"]:
-        raise validation_error("hyperparameters.text_column and label_column must be different columns",
+        raise validation_error("hyperparameters.label_column must name a different column than hyperparameters.text_column",
                                "hyperparameters.label_column")
     training = await _uploaded(store, body["training_data_file"], "training_data_file")
     _check_sheet_and_columns(training, hyperparameters["sheet_name"], "hyperparameters.sheet_name", hyperparameters)

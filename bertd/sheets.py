@@ -56,11 +56,12 @@ def _read_excel(path: Path, sheet_name: str | None, *, all_sheets: bool = False)
         raise SheetError(f"{path.name} is not a readable .xlsx workbook: {error}") from error
 
 
-def read_sheet_metadata(path: Path) -> list[SheetInfo]:
-    """Every sheet's name, data-row count and column names."""
+def read_sheet_metadata(path: Path, filename: str | None = None) -> list[SheetInfo]:
+    """Every sheet's name, data-row count and column names. `filename` is the name the user
+    knows the file by (the upload may sit under a temporary name); a CSV's sheet is its stem."""
     if path.suffix.lower() == ".csv":
         frame = _read_csv(path)
-        return [SheetInfo(path.stem, len(frame), [str(column) for column in frame.columns])]
+        return [SheetInfo(Path(filename or path.name).stem, len(frame), [str(column) for column in frame.columns])]
     frames = _read_excel(path, None, all_sheets=True)
     return [
         SheetInfo(str(name), len(frame), [str(column) for column in frame.columns]) for name, frame in frames.items()

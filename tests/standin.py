@@ -1,0 +1,45 @@
+"""Fast stand-ins for the training function, for scheduler cases. They run in real worker
+processes and speak the real message protocol; only the model work is left out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bertd.job import Report, ShouldStop, TrainingJob, TrainingStopped
+
+STEPS = 20
+
+
+def steady(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+    """20 steps of `step_seconds` (hyperparameter random_seed doubles as milliseconds per step)."""
+    step_seconds = job.hyperparameters["random_seed"] / 1000
+    for step in range(1, STEPS + 1):
+        if should_stop():
+            raise TrainingStopped()
+        time.sleep(step_seconds)
+        report({"type": "progress", "phase": "training", "current_epoch": 1, "total_epochs": 1, "step": step,
+                "total_steps": STEPS, "progress_percentage": 100.0 * step / STEPS, "train_loss": 1.0 / step})
+    report({"type": "epoch", "epoch": 1, "total_epochs": 1, "train_loss": 0.1, "train_accuracy": 1.0,
+            "val_loss": 0.1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "is_best": True})
+    output = Path(job.output_dir)
+    output.mkdir(parents=True)
+    (output / "marker.txt").write_text("stand-in model", encoding="utf-8")
+    return {"metrics": {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []},
+            "artifacts": {"model_path": str(output)}}
+
+
+def stubborn(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+    """Never looks at the stop flag and ignores SIGTERM's flag: only SIGKILL ends it."""
+    report({"type": "progress", "phase": "training", "step": 1, "total_steps": 1000})
+    while True:
+        time.sleep(0.05)
+
+
+def crashing(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+    """Dies without a verdict, as a segfault or the OOM killer would leave it."""
+    import os
+
+    report({"type": "progress", "phase": "training", "step": 1, "total_steps": 10})
+    os._exit(3)

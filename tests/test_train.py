@@ -1,0 +1,81 @@
+"""The training loop in-process: determinism, early stopping, stop flag, metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertd.job import TrainingJob, TrainingStopped
+from bertd.metrics import classification_report
+from bertd.schemas import HYPERPARAMETER_FIELDS, validate_object
+from bertd.train import run_training
+from conftest import TINY_MODEL
+from datagen import labelled_frame, write_csv
+
+
+def job_for(tmp_path: Path, base_models_dir: Path, name: str, **changes) -> TrainingJob:
+    data = tmp_path / "train.csv"
+    if not data.exists():
+        write_csv(data, labelled_frame(rows_per_label=30, seed=1))
+    hyperparameters = validate_object(HYPERPARAMETER_FIELDS, {
+        "text_column": "内容", "label_column": "标签", "epochs": 3, "batch_size": 8, "learning_rate": 3e-3,
+        "max_sequence_length": 32, **changes})
+    return TrainingJob(name, str(data), None, TINY_MODEL, str(base_models_dir), str(tmp_path / name),
+                       hyperparameters, report_interval=0.0)
+
+
+def test_the_same_request_gives_the_same_metrics(tmp_path: Path, base_models_dir: Path) -> None:
+    messages: list[dict] = []
+    first = run_training(job_for(tmp_path, base_models_dir, "a"), messages.append, lambda: False)
+    second = run_training(job_for(tmp_path, base_models_dir, "b"), lambda _: None, lambda: False)
+    assert first["metrics"]["history"] == second["metrics"]["history"]
+    assert first["metrics"]["confusion_matrix"] == second["metrics"]["confusion_matrix"]
+    other_seed = run_training(job_for(tmp_path, base_models_dir, "c", random_seed=7), lambda _: None, lambda: False)
+    assert other_seed["metrics"]["history"] != first["metrics"]["history"]
+
+    kinds = [message["type"] for message in messages]
+    assert kinds.count("epoch") == 3
+    progress = [m for m in messages if m["type"] == "progress" and m.get("phase") == "training"]
+    assert progress[-1]["step"] == progress[-1]["total_steps"] == 3 * 9  # 72 train rows / batch 8
+    assert all(m["learning_rate"] >= 0 and m["eta_seconds"] is not None for m in progress)
+    assert Path(first["artifacts"]["model_path"]).name == "a"
+    assert not (tmp_path / "a.partial").exists()
+
+
+def test_early_stopping_ends_before_the_last_epoch(tmp_path: Path, base_models_dir: Path) -> None:
+    messages: list[dict] = []
+    # A zero learning rate cannot improve anything: patience 1 stops after epoch 2.
+    result = run_training(
+        job_for(tmp_path, base_models_dir, "e", epochs=6, learning_rate=1e-12, early_stopping_enabled=True,
+                early_stopping_patience=1, early_stopping_metric="val_accuracy"),
+        messages.append, lambda: False)
+    assert len(result["metrics"]["history"]) == 2
+    assert any("early stopping after epoch 2" in m.get("message", "") for m in messages)
+
+
+def test_the_stop_flag_is_checked_every_step(tmp_path: Path, base_models_dir: Path) -> None:
+    steps: list[int] = []
+
+    def report(message: dict) -> None:
+        if message["type"] == "progress" and message.get("phase") == "training":
+            steps.append(message["step"])
+
+    with pytest.raises(TrainingStopped):
+        run_training(job_for(tmp_path, base_models_dir, "s"), report, lambda: len(steps) >= 2)
+    assert steps == [1, 2]
+    assert not (tmp_path / "s").exists()
+
+
+def test_classification_report_matches_hand_computed_values() -> None:
+    true = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 1, 1])
+    report = classification_report(true, predicted, ["a", "b", "c"])
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [0, 1, 0]]
+    assert report["per_class"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8),
+                                        "support": 3}
+    assert report["per_class"]["b"]["precision"] == pytest.approx(0.5)
+    assert report["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert report["macro_f1"] == pytest.approx((0.8 + 2 / 3 + 0) / 3)
