@@ -17,6 +17,7 @@ from loguru import logger
 from bertd.errors import ApiError, conflict, not_found, validation_error
 from bertd.keys import CONFIG, STORE, UPLOAD_LOCK
 from bertd.models import FileRecord, utc_now
+from bertd.responses import json_response
 from bertd.sheets import SUPPORTED_SUFFIXES, SheetError, read_sheet_metadata
 
 CHUNK_BYTES = 1 << 20
@@ -110,7 +111,7 @@ async def upload_file(request: web.Request) -> web.Response:
             existing = await store.get_file(filename)
             if existing is not None:
                 if existing.sha256 == sha256:
-                    return web.json_response(existing.to_json(), status=200)
+                    return json_response(existing.to_json(), status=200)
                 raise conflict(f"a different file named {filename!r} is already uploaded; delete it first or "
                                "upload under another name", filename=filename, sha256=existing.sha256)
             record = FileRecord(filename, size, sha256, utc_now(), sheets)
@@ -124,12 +125,12 @@ async def upload_file(request: web.Request) -> web.Response:
     finally:
         temporary.unlink(missing_ok=True)
     logger.info("file {} uploaded ({} bytes, {} sheet(s))", filename, size, len(sheets))
-    return web.json_response(record.to_json(), status=201)
+    return json_response(record.to_json(), status=201)
 
 
 async def list_files(request: web.Request) -> web.Response:
     files = await request.app[STORE].list_files()
-    return web.json_response({"files": [record.to_json() for record in files]})
+    return json_response({"files": [record.to_json() for record in files]})
 
 
 async def get_file(request: web.Request) -> web.Response:
@@ -137,7 +138,7 @@ async def get_file(request: web.Request) -> web.Response:
     record = await request.app[STORE].get_file(filename)
     if record is None:
         raise not_found(f"no uploaded file named {filename!r}")
-    return web.json_response(record.to_json())
+    return json_response(record.to_json())
 
 
 async def delete_file(request: web.Request) -> web.Response:
@@ -151,4 +152,4 @@ async def delete_file(request: web.Request) -> web.Response:
                        "stop or delete them first", task_ids=users)
     (config.uploads_dir / filename).unlink(missing_ok=True)
     logger.info("file {} deleted", filename)
-    return web.json_response({"filename": filename, "deleted": True, "message": f"file {filename!r} deleted"})
+    return json_response({"filename": filename, "deleted": True, "message": f"file {filename!r} deleted"})

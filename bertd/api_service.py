@@ -6,6 +6,7 @@ from aiohttp import web
 
 from bertd import __version__
 from bertd.keys import CONFIG, DEVICES, OPENAPI, SCHEDULER, STORE
+from bertd.responses import json_response
 
 DOCS_HTML = """<!doctype html>
 <html lang="en">
@@ -27,7 +28,7 @@ DOCS_HTML = """<!doctype html>
 
 async def health(request: web.Request) -> web.Response:
     counts = await request.app[STORE].count_by_status()
-    return web.json_response({
+    return json_response({
         "status": "ok",
         "version": __version__,
         "devices": request.app[DEVICES],
@@ -39,7 +40,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
+    return json_response(request.app[OPENAPI])
 
 
 async def docs(_request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from aiohttp import web
 from bertd.errors import ApiError, conflict, not_found, validation_error
 from bertd.keys import SCHEDULER, STORE
 from bertd.models import TERMINAL_STATUSES, FileRecord, TaskRecord, TaskStatus, utc_now
+from bertd.responses import json_response
 from bertd.scheduler import log_transition
 from bertd.schemas import validate_task_request
 from bertd.store import Store
@@ -109,7 +110,7 @@ async def create_task(request: web.Request) -> web.Response:
     log_transition(task.task_id, "new", TaskStatus.QUEUED, f"{task.model_name_en} on {task.training_data_file}")
     scheduler.task_added()
     message = f"task queued at position {task.queue_position}" if task.queue_position else "task created"
-    return web.json_response({**task.to_json(), "message": message}, status=201)
+    return json_response({**task.to_json(), "message": message}, status=201)
 
 
 async def _task_or_404(store: Store, task_id: str) -> TaskRecord:
@@ -121,7 +122,7 @@ async def _task_or_404(store: Store, task_id: str) -> TaskRecord:
 
 async def get_task(request: web.Request) -> web.Response:
     task = await _task_or_404(request.app[STORE], request.match_info["task_id"])
-    return web.json_response(task.to_json())
+    return json_response(task.to_json())
 
 
 async def list_tasks(request: web.Request) -> web.Response:
@@ -136,7 +137,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     page = query_int(request, "page", 1, 1, 1_000_000)
     page_size = query_int(request, "page_size", 20, 1, MAX_PAGE_SIZE)
     total, tasks = await request.app[STORE].list_tasks(status, page, page_size)
-    return web.json_response({"total": total, "page": page, "page_size": page_size,
+    return json_response({"total": total, "page": page, "page_size": page_size,
                               "tasks": [task.to_json() for task in tasks]})
 
 
@@ -152,7 +153,7 @@ async def stop_task(request: web.Request) -> web.Response:
         TaskStatus.STOPPED: "task stopped",
         TaskStatus.STOPPING: "stop requested; the task ends as stopped once its worker has exited",
     }.get(stopped.status, f"task is {stopped.status}")
-    return web.json_response({**stopped.to_json(), "message": message}, status=202)
+    return json_response({**stopped.to_json(), "message": message}, status=202)
 
 
 async def delete_task(request: web.Request) -> web.Response:
@@ -160,7 +161,7 @@ async def delete_task(request: web.Request) -> web.Response:
     task = await _task_or_404(request.app[STORE], request.match_info["task_id"])
     if not await scheduler.delete(task.task_id):
         raise not_found(f"no training task with task_id {task.task_id!r}")
-    return web.json_response({"task_id": task.task_id, "deleted": True,
+    return json_response({"task_id": task.task_id, "deleted": True,
                               "message": "task, its events and its model were deleted"})
 
 
@@ -170,4 +171,4 @@ async def list_events(request: web.Request) -> web.Response:
     after = query_int(request, "after", 0, 0, 2**62)
     limit = query_int(request, "limit", 100, 1, MAX_EVENTS_LIMIT)
     events = await store.list_events(task.task_id, after, limit)
-    return web.json_response({"events": [event.to_json() for event in events]})
+    return json_response({"events": [event.to_json() for event in events]})

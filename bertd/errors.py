@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 
+from bertd.responses import json_response
+
 
 class ApiError(Exception):
     """An error answered as {"error": {"code", "message", "details"}} with an HTTP status."""
@@ -34,7 +36,7 @@ def conflict(message: str, **details: Any) -> ApiError:
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, "details": details}}, status=status)
+    return json_response({"error": {"code": code, "message": message, "details": details}}, status=status)
 
 
 # aiohttp's own HTTP exceptions (unknown route, wrong method, ...) get the same body.

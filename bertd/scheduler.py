@@ -269,7 +269,7 @@ class Scheduler:
             try:
                 await asyncio.wait_for(handle.exited.wait(), wait)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 logger.warning("task {} worker did not exit within {:g} s; sending {}", handle.task_id, wait,
                                action.__name__)
                 action()

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from bertd.app import create_app
 from bertd.config import Config
 from bertd.tiny_model import build_tiny_bert
+
 from datagen import all_characters, labelled_frame, write_csv, write_xlsx
 
 TINY_MODEL = "tiny-bert"

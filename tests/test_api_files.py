@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from bertd.keys import CONFIG
+
 from datagen import labelled_frame, write_csv
 from helpers import create, task_body, upload, wait_for
 
@@ -31,6 +32,7 @@ async def test_upload_xlsx_reads_sheets_columns_and_rows(make_client, xlsx_file:
     client = await make_client()
     response = await upload(client, xlsx_file)
     assert response.status == 201
+    assert "环境保护_测试数据.xlsx" in await response.text()  # UTF-8 JSON, not \uXXXX escapes
     body = await response.json()
     assert body["filename"] == "环境保护_测试数据.xlsx"
     assert body["size_bytes"] == xlsx_file.stat().st_size and len(body["sha256"]) == 64

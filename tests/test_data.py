@@ -10,6 +10,7 @@ import pytest
 from bertd.data import load_dataset, stratified_split
 from bertd.job import TrainingInputError
 from bertd.schemas import HYPERPARAMETER_FIELDS, validate_object
+
 from datagen import labelled_frame, write_csv, write_xlsx
 
 

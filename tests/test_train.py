@@ -11,6 +11,7 @@ from bertd.job import TrainingJob, TrainingStopped
 from bertd.metrics import classification_report
 from bertd.schemas import HYPERPARAMETER_FIELDS, validate_object
 from bertd.train import run_training
+
 from conftest import TINY_MODEL
 from datagen import labelled_frame, write_csv
 

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from bertd.keys import CONFIG
-from helpers import TASKS, create, events, task_body, upload, wait_for
+
 from datagen import LABEL_WORDS
+from helpers import create, events, task_body, upload, wait_for
 
 
 async def test_full_flow_trains_a_model_that_pipeline_loads(make_client, xlsx_file: Path) -> None:
