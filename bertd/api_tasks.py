@@ -12,7 +12,6 @@ from bertd.errors import ApiError, conflict, not_found, validation_error
 from bertd.keys import SCHEDULER, STORE
 from bertd.models import TERMINAL_STATUSES, FileRecord, TaskRecord, TaskStatus, utc_now
 from bertd.responses import json_response
-from bertd.scheduler import log_transition
 from bertd.schemas import validate_task_request
 from bertd.store import Store
 
@@ -107,8 +106,7 @@ async def create_task(request: web.Request) -> web.Response:
     task = await store.insert_task(new_task)
     if task is None:
         raise conflict("a data file of this task was deleted while the task was being created; upload it again")
-    log_transition(task.task_id, "new", TaskStatus.QUEUED, f"{task.model_name_en} on {task.training_data_file}")
-    scheduler.task_added()
+    scheduler.task_added(task)
     message = f"task queued at position {task.queue_position}" if task.queue_position else "task created"
     return json_response({**task.to_json(), "message": message}, status=201)
 

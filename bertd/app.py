@@ -9,12 +9,14 @@ import swagger_ui_bundle
 from aiohttp import web
 from loguru import logger
 
+from bertd.api_ws import close_all
 from bertd.callbacks import CallbackPolicy, CallbackSender
 from bertd.config import Config
 from bertd.db import open_database
 from bertd.devices import detect_devices
 from bertd.errors import error_middleware
-from bertd.keys import CALLBACKS, CONFIG, DEVICES, OPENAPI, SCHEDULER, STORE, UPLOAD_LOCK
+from bertd.hub import Hub
+from bertd.keys import CALLBACKS, CONFIG, DEVICES, HUB, OPENAPI, SCHEDULER, STORE, UPLOAD_LOCK, WEBSOCKETS
 from bertd.openapi import build_openapi
 from bertd.routes import add_routes
 from bertd.scheduler import Scheduler
@@ -48,8 +50,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         record=lambda task_id, state, event: _record_callback(store, task_id, state, event),
     )
     await callbacks.start()
-    scheduler = Scheduler(config, store, callbacks)
-    app[STORE], app[CALLBACKS], app[SCHEDULER] = store, callbacks, scheduler
+    hub = Hub(config.ws_queue_limit)
+    scheduler = Scheduler(config, store, callbacks, hub)
+    app[STORE], app[CALLBACKS], app[SCHEDULER], app[HUB] = store, callbacks, scheduler, hub
     await scheduler.start()
     logger.info("bertd ready on {}:{} with data in {}", config.host, config.port, config.data_dir)
     try:
@@ -70,7 +73,9 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY_BYTES)
     app[CONFIG] = config
     app[UPLOAD_LOCK] = asyncio.Lock()
+    app[WEBSOCKETS] = set()
     app[OPENAPI] = build_openapi()
     app.cleanup_ctx.append(_resources)
+    app.on_shutdown.append(close_all)
     add_routes(app, swagger_ui_bundle.swagger_ui_path)
     return app

@@ -31,6 +31,13 @@ class Config:
     kill_wait_seconds: float = 5.0
     # Minimum seconds between two progress writes of one task to SQLite.
     progress_write_interval: float = 1.0
+    # Seconds between two progress reports of a worker (epoch ends are always reported).
+    progress_report_interval: float = 0.25
+    # WebSocket: messages a subscriber may have pending before it is closed as too slow,
+    # seconds one send may block, and seconds between pings.
+    ws_queue_limit: int = 256
+    ws_send_timeout_seconds: float = 10.0
+    ws_heartbeat_seconds: float = 30.0
     callback_timeout_seconds: float = 10.0
     callback_max_attempts: int = 5
     callback_backoff_seconds: float = 1.0
@@ -125,6 +132,10 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "MAX_UPLOAD_MB": ("max_upload_mb", _parse_positive_int),
     "STOP_GRACE_SECONDS": ("stop_grace_seconds", _parse_non_negative_float),
     "PROGRESS_WRITE_INTERVAL": ("progress_write_interval", _parse_non_negative_float),
+    "PROGRESS_REPORT_INTERVAL": ("progress_report_interval", _parse_non_negative_float),
+    "WS_QUEUE_LIMIT": ("ws_queue_limit", _parse_positive_int),
+    "WS_SEND_TIMEOUT_SECONDS": ("ws_send_timeout_seconds", _parse_non_negative_float),
+    "WS_HEARTBEAT_SECONDS": ("ws_heartbeat_seconds", _parse_non_negative_float),
     "CALLBACK_TIMEOUT_SECONDS": ("callback_timeout_seconds", _parse_non_negative_float),
     "CALLBACK_MAX_ATTEMPTS": ("callback_max_attempts", _parse_positive_int),
     "CALLBACK_BACKOFF_SECONDS": ("callback_backoff_seconds", _parse_non_negative_float),

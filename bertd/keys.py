@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from aiohttp import web
 
 from bertd.callbacks import CallbackSender
 from bertd.config import Config
+from bertd.hub import Hub
 from bertd.scheduler import Scheduler
 from bertd.store import Store
 
@@ -16,11 +16,11 @@ CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 CALLBACKS = web.AppKey("callbacks", CallbackSender)
+HUB = web.AppKey("hub", Hub)
+# Open WebSockets, closed with 1001 when the server shuts down.
+WEBSOCKETS = web.AppKey("websockets", set)
 DEVICES = web.AppKey("devices", list)
 # Serialises the check-rename-insert step of uploads so two uploads of one name cannot race.
 UPLOAD_LOCK = web.AppKey("upload_lock", asyncio.Lock)
 OPENAPI = web.AppKey("openapi", dict)
 
-
-def app_value(request: web.Request, key: web.AppKey[Any]) -> Any:
-    return request.app[key]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bertd import api_files, api_service, api_tasks
+from bertd import api_files, api_service, api_tasks, api_ws
 
 
 def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
@@ -26,3 +26,5 @@ def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_delete("/api/v1/training/tasks/{task_id}", api_tasks.delete_task)
     app.router.add_post("/api/v1/training/tasks/{task_id}/stop", api_tasks.stop_task)
     app.router.add_get("/api/v1/training/tasks/{task_id}/events", api_tasks.list_events)
+    app.router.add_get("/api/v1/training/tasks/{task_id}/ws", api_ws.task_stream)
+    app.router.add_get("/api/v1/ws", api_ws.all_tasks_stream)

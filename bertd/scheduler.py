@@ -15,8 +15,9 @@ from loguru import logger
 
 from bertd.callbacks import CallbackSender
 from bertd.config import Config
+from bertd.hub import Hub
 from bertd.job import TrainingJob
-from bertd.models import TaskRecord, TaskStatus, initial_progress, utc_now
+from bertd.models import TERMINAL_STATUSES, TaskRecord, TaskStatus, initial_progress, utc_now
 from bertd.pool import WorkerHandle, describe_exit, start_worker
 from bertd.store import Store
 
@@ -37,10 +38,11 @@ def log_transition(task_id: str, source: str, target: TaskStatus, detail: str = 
 
 
 class Scheduler:
-    def __init__(self, config: Config, store: Store, callbacks: CallbackSender) -> None:
+    def __init__(self, config: Config, store: Store, callbacks: CallbackSender, hub: Hub) -> None:
         self._config = config
         self._store = store
         self._callbacks = callbacks
+        self._hub = hub
         self._running: dict[str, WorkerHandle] = {}
         self._supervisors: dict[str, asyncio.Task[None]] = {}
         self._finished: dict[str, asyncio.Event] = {}
@@ -57,6 +59,9 @@ class Scheduler:
 
     async def start(self) -> None:
         await self._recover_interrupted_tasks()
+        # Every active task has a live state in the hub, so subscribers never race the database.
+        for task in await self._store.tasks_in((TaskStatus.QUEUED,)):
+            self._hub.publish(task.task_id, {"type": "status", "status": str(task.status)})
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
         self._wake.set()
 
@@ -86,12 +91,12 @@ class Scheduler:
                                                    finished_at=utc_now(), event_data={"reason": "recovery"})
             self._remove_artifacts(task.task_id)
             if updated is not None:
-                log_transition(task.task_id, task.status, TaskStatus.FAILED, message)
-                self._notify_end(updated)
+                self._announce(task.status, updated, message)
 
     # ---- admission and dispatch --------------------------------------------------------------
 
-    def task_added(self) -> None:
+    def task_added(self, task: TaskRecord) -> None:
+        self._announce("new", task, f"{task.model_name_en} on {task.training_data_file}")
         self._wake.set()
 
     async def _dispatch_loop(self) -> None:
@@ -110,7 +115,7 @@ class Scheduler:
                                                progress=progress)
         if claimed is None:  # stopped or deleted between the read and the claim
             return
-        log_transition(task.task_id, TaskStatus.QUEUED, TaskStatus.TRAINING)
+        self._announce(TaskStatus.QUEUED, claimed)
         job = self._job_for(claimed)
         try:
             handle = start_worker(job, self._config.training_function, self._config.log_level)
@@ -134,7 +139,7 @@ class Scheduler:
             base_models_dir=str(self._config.effective_base_models_dir),
             output_dir=str(self._config.models_dir / task.task_id),
             hyperparameters=task.hyperparameters,
-            report_interval=self._config.progress_write_interval / 2,
+            report_interval=self._config.progress_report_interval,
         )
 
     # ---- supervising one worker --------------------------------------------------------------
@@ -150,6 +155,7 @@ class Scheduler:
                 kind = message.get("type")
                 if kind == "progress":
                     progress.update({k: message[k] for k in PROGRESS_FIELDS if k in message})
+                    self._hub.publish(task.task_id, {"type": "progress", **progress})
                     if time.monotonic() - last_write >= self._config.progress_write_interval:
                         last_write = time.monotonic()
                         await self._store.set_progress(task.task_id, progress)
@@ -162,6 +168,7 @@ class Scheduler:
                 elif kind == "warning":
                     logger.warning("task {}: {}", task.task_id, message["message"])
                     await self._store.add_event(task.task_id, "warning", {"message": message["message"]})
+                    self._hub.publish(task.task_id, {"type": "warning", "message": message["message"]})
                 elif kind in ("completed", "stopped", "failed"):
                     verdict = message
                 elif kind == "exited":
@@ -173,6 +180,7 @@ class Scheduler:
     async def _on_epoch(self, task: TaskRecord, message: dict[str, Any]) -> None:
         data = {k: message[k] for k in EPOCH_EVENT_FIELDS if k in message}
         await self._store.add_event(task.task_id, "epoch", data)
+        self._hub.publish(task.task_id, {"type": "epoch", **data, "total_epochs": message.get("total_epochs")})
         logger.info("task {} epoch {}/{}: val_accuracy {:.4f}, val_macro_f1 {:.4f}", task.task_id, message["epoch"],
                     message.get("total_epochs"), message["val_accuracy"], message["val_macro_f1"])
         if task.callback_url:
@@ -225,14 +233,22 @@ class Scheduler:
         updated = await self._store.transition(task.task_id, target, finished_at=utc_now(), **fields)
         if updated is None:
             return None
-        log_transition(task.task_id, before.status if before else "?", target, fields.get("error_message") or "")
-        self._notify_end(updated)
+        self._announce(before.status if before else "?", updated, fields.get("error_message") or "")
         return updated
 
-    def _notify_end(self, task: TaskRecord) -> None:
-        if task.callback_url:
-            self._callbacks.send(task.task_id, task.callback_url,
-                                 {"event": f"task.{task.status}", "task": task.to_json()})
+    def _announce(self, source: str, task: TaskRecord, detail: str = "") -> None:
+        """Tell everyone about a transition that is already persisted: the log, the hub (and
+        for an ended task its `end` message and the callback)."""
+        log_transition(task.task_id, source, task.status, detail)
+        status_message = {"type": "status", "status": str(task.status)}
+        if task.error_message:
+            status_message["error_message"] = task.error_message
+        self._hub.publish(task.task_id, status_message)
+        if task.status in TERMINAL_STATUSES:
+            self._hub.publish(task.task_id, {"type": "end", "task": task.to_json()})
+            if task.callback_url:
+                self._callbacks.send(task.task_id, task.callback_url,
+                                     {"event": f"task.{task.status}", "task": task.to_json()})
 
     # ---- stop and delete ---------------------------------------------------------------------
 
@@ -253,7 +269,7 @@ class Scheduler:
         if task.status == TaskStatus.TRAINING:
             updated = await self._store.transition(task_id, TaskStatus.STOPPING)
             if updated is not None:
-                log_transition(task_id, TaskStatus.TRAINING, TaskStatus.STOPPING)
+                self._announce(TaskStatus.TRAINING, updated)
                 handle = self._running.get(task_id)
                 if handle is not None:
                     self._stop_reasons.setdefault(task_id, "stopped on request")

@@ -232,7 +232,10 @@ class Store:
             )
             if cursor.rowcount != 1:
                 return None
-            data = {"status": str(target), **(event_data or {})}
+            data: dict[str, Any] = {"status": str(target)}
+            if fields.get("error_message"):
+                data["error_message"] = fields["error_message"]
+            data.update(event_data or {})
             await self._insert_event(connection, task_id, "status", data)
         return await self.get_task(task_id)
 

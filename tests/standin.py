@@ -43,3 +43,18 @@ def crashing(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[
 
     report({"type": "progress", "phase": "training", "step": 1, "total_steps": 10})
     os._exit(3)
+
+
+def chatty(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+    """Floods the channel: `random_seed` epoch messages of about 16 KB each, as fast as it can."""
+    padding = {f"类别{i}": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": i} for i in range(250)}
+    for epoch in range(1, job.hyperparameters["random_seed"] + 1):
+        if should_stop():
+            raise TrainingStopped()
+        report({"type": "epoch", "epoch": epoch, "total_epochs": job.hyperparameters["random_seed"],
+                "train_loss": 0.1, "train_accuracy": 1.0, "val_loss": 0.1, "val_accuracy": 1.0,
+                "val_macro_f1": 1.0, "is_best": False, "per_class": padding})
+        if epoch % 50 == 0:
+            time.sleep(0.01)
+    return {"metrics": {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []},
+            "artifacts": None}

@@ -40,7 +40,8 @@ async def test_data_problems_fail_the_task_with_a_message_naming_them(make_clien
     assert failed["status"] == "failed"
     assert "never occur in the training data: 工业废气" in failed["error_message"]
 
-    statuses = [e["data"]["status"] for e in await events(client, single["task_id"]) if e["type"] == "status"]
-    assert statuses == ["queued", "training", "failed"]
+    history = [e["data"] for e in await events(client, single["task_id"]) if e["type"] == "status"]
+    assert [data["status"] for data in history] == ["queued", "training", "failed"]
+    assert history[-1]["error_message"] == failed["error_message"]
     health = await (await client.get("/api/v1/health")).json()
     assert health["status"] == "ok" and health["training"] == 0

@@ -1,0 +1,141 @@
+"""WebSocket streams: one task's live messages, or every task's (for dashboards).
+
+Per task: `snapshot` (the task, with the seq it reflects), then `progress` / `epoch` / `warning` /
+`status` messages with increasing seq, then `end` (the full task) and a close with 1000. A client
+that falls too far behind is closed with 4008; on server shutdown every socket is closed with 1001."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from loguru import logger
+
+from bertd.errors import not_found
+from bertd.hub import CLOSE_TOO_SLOW, LiveState, Subscriber, SubscriberTooSlow
+from bertd.keys import CONFIG, HUB, STORE, WEBSOCKETS
+from bertd.models import ACTIVE_STATUSES, TERMINAL_STATUSES, TaskRecord
+from bertd.responses import dumps
+
+
+def snapshot_of(task: TaskRecord, live: LiveState | None) -> dict[str, Any]:
+    """The task as stored, with status and progress as of the live state the subscriber starts from."""
+    body = task.to_json()
+    if live is not None and task.status not in TERMINAL_STATUSES:
+        if live.status is not None:
+            body["status"] = live.status
+        if live.progress is not None:
+            body["progress"] = live.progress
+    return body
+
+
+async def _open(request: web.Request) -> web.WebSocketResponse:
+    config = request.app[CONFIG]
+    socket = web.WebSocketResponse(heartbeat=config.ws_heartbeat_seconds or None, max_msg_size=1 << 16)
+    await socket.prepare(request)
+    request.app[WEBSOCKETS].add(socket)
+    return socket
+
+
+async def _send(socket: web.WebSocketResponse, message: dict[str, Any], timeout: float) -> None:
+    # A client that stops reading fills the socket buffer; a bounded send keeps it from
+    # holding this connection's writer forever.
+    await asyncio.wait_for(socket.send_str(dumps(message)), timeout or None)
+
+
+async def _drain_incoming(socket: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends, so pings, pongs and its close are handled."""
+    async for message in socket:
+        if message.type == WSMsgType.ERROR:
+            break
+
+
+async def _stream(request: web.Request, socket: web.WebSocketResponse, subscriber: Subscriber,
+                  first: list[dict[str, Any]], close_after_end: bool) -> None:
+    timeout = request.app[CONFIG].ws_send_timeout_seconds
+    reader = asyncio.create_task(_drain_incoming(socket))
+    try:
+        for message in first:
+            await _send(socket, message, timeout)
+            if message["type"] == "end" and close_after_end:
+                await socket.close(code=WSCloseCode.OK, message=b"task ended")
+                return
+        while not reader.done():
+            next_message = asyncio.ensure_future(subscriber.next())
+            await asyncio.wait({next_message, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not next_message.done():
+                next_message.cancel()
+                break
+            message = next_message.result()
+            await _send(socket, message, timeout)
+            if message["type"] == "end" and close_after_end:
+                await socket.close(code=WSCloseCode.OK, message=b"task ended")
+                return
+    except (TimeoutError, SubscriberTooSlow):
+        logger.info("closing a WebSocket client that fell too far behind ({})", request.path)
+        await _close_quietly(socket, CLOSE_TOO_SLOW, b"client too slow; reconnect for a fresh snapshot",
+                             request.transport)
+    except (ConnectionResetError, RuntimeError):
+        pass  # the client went away mid-send
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def _close_quietly(socket: web.WebSocketResponse, code: int, message: bytes,
+                         transport: asyncio.BaseTransport | None = None) -> None:
+    """Close with `code`; a client that will not even take the close frame is cut off."""
+    try:
+        await asyncio.wait_for(socket.close(code=code, message=message), 2.0)
+    except (TimeoutError, ConnectionResetError, RuntimeError):
+        if transport is not None:
+            transport.abort()
+
+
+async def task_stream(request: web.Request) -> web.WebSocketResponse:
+    store, hub = request.app[STORE], request.app[HUB]
+    task_id = request.match_info["task_id"]
+    if await store.get_task(task_id) is None:
+        raise not_found(f"no training task with task_id {task_id!r}")
+    socket = await _open(request)
+    subscriber, states = hub.subscribe(task_id)
+    try:
+        task = await store.get_task(task_id)
+        if task is None:  # deleted between the check and the upgrade
+            await socket.close(code=WSCloseCode.OK, message=b"task deleted")
+            return socket
+        live = states.get(task_id)
+        seq = live.seq if live else 0
+        first: list[dict[str, Any]] = [{"type": "snapshot", "task_id": task_id, "seq": seq,
+                                        "task": snapshot_of(task, live)}]
+        if live is None and task.status in TERMINAL_STATUSES:
+            first.append({"type": "end", "task_id": task_id, "seq": seq, "task": task.to_json()})
+        await _stream(request, socket, subscriber, first, close_after_end=True)
+    finally:
+        hub.unsubscribe(subscriber)
+        request.app[WEBSOCKETS].discard(socket)
+    return socket
+
+
+async def all_tasks_stream(request: web.Request) -> web.WebSocketResponse:
+    store, hub = request.app[STORE], request.app[HUB]
+    socket = await _open(request)
+    subscriber, states = hub.subscribe(None)
+    try:
+        active = await store.tasks_in(tuple(ACTIVE_STATUSES))
+        tasks = [{**snapshot_of(task, states.get(task.task_id)), "seq": states[task.task_id].seq
+                  if task.task_id in states else 0} for task in active]
+        first = [{"type": "snapshot", "tasks": tasks}]
+        await _stream(request, socket, subscriber, first, close_after_end=False)
+    finally:
+        hub.unsubscribe(subscriber)
+        request.app[WEBSOCKETS].discard(socket)
+    return socket
+
+
+async def close_all(app: web.Application) -> None:
+    """On shutdown: every open socket gets 1001 (going away)."""
+    sockets = list(app[WEBSOCKETS])
+    for socket in sockets:
+        await _close_quietly(socket, WSCloseCode.GOING_AWAY, b"server shutting down")
