@@ -10,6 +10,7 @@ from aiohttp import web
 from loguru import logger
 
 from bertd.api_ws import close_all
+from bertd.auth import auth_middleware, warn_if_exposed
 from bertd.callbacks import CallbackPolicy, CallbackSender
 from bertd.config import Config
 from bertd.db import open_database
@@ -38,6 +39,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     prepare_data_dir(config)
     logger.info("configuration: {}", config.masked())
+    warn_if_exposed(config)
     devices = await asyncio.to_thread(detect_devices)
     app[DEVICES] = devices
     logger.info("compute devices: {}", ", ".join(d["name"] if d["type"] == "cuda" else f"cpu ({d['cores']} cores)"
@@ -70,7 +72,7 @@ async def _record_callback(store: Store, task_id: str, state: dict, event: dict)
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY_BYTES)
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_JSON_BODY_BYTES)
     app[CONFIG] = config
     app[UPLOAD_LOCK] = asyncio.Lock()
     app[WEBSOCKETS] = set()

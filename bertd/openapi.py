@@ -308,11 +308,20 @@ def build_openapi() -> dict[str, Any]:
         "summary": "Live messages of every task (WebSocket, for dashboards)",
         "description": WS_ALL_DESCRIPTION,
         "responses": upgrade}}
+    for item in paths.values():
+        for method, operation in item.items():
+            if method != "parameters" and operation.get("security") != []:
+                operation["responses"]["401"] = _error("Missing or wrong API token (only when API_TOKEN is set)")
     return {
         "openapi": "3.1.0",
         "info": {"title": "bertd", "version": __version__,
                  "description": "Fine-tune BERT text classifiers over HTTP. Every error body is "
                                 "{\"error\": {\"code\", \"message\", \"details\"}}."},
         "paths": paths,
-        "components": {"schemas": {**COMPONENTS, **WS_MESSAGE_SCHEMAS}},
+        "components": {
+            "schemas": {**COMPONENTS, **WS_MESSAGE_SCHEMAS},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "Needed when API_TOKEN is set; WebSockets may pass ?token="}},
+        },
+        "security": [{"bearer": []}],
     }
