@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from bertd import __version__
-from bertd.keys import CONFIG, DEVICES, OPENAPI, SCHEDULER, STORE
+from bertd.keys import CONFIG, DEVICES, HUB, METRICS, OPENAPI, SCHEDULER, STORE
+from bertd.metrics_export import render
 from bertd.responses import json_response
 
 DOCS_HTML = """<!doctype html>
@@ -45,3 +46,9 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def docs(_request: web.Request) -> web.Response:
     return web.Response(text=DOCS_HTML, content_type="text/html")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    counts = await request.app[STORE].count_by_status()
+    return render(request.app[METRICS], counts, request.app[SCHEDULER].running_samples_per_second,
+                  request.app[HUB].subscriber_count)

@@ -9,11 +9,11 @@ from typing import Any
 from aiohttp import web
 
 from bertd.errors import ApiError, conflict, not_found, validation_error
-from bertd.keys import SCHEDULER, STORE
+from bertd.keys import CONFIG, SCHEDULER, STORE
 from bertd.models import TERMINAL_STATUSES, FileRecord, TaskRecord, TaskStatus, utc_now
 from bertd.responses import json_response
 from bertd.schemas import validate_task_request
-from bertd.store import Store
+from bertd.store import MissingFile, QueueFull, Store
 
 MAX_PAGE_SIZE = 200
 MAX_EVENTS_LIMIT = 1000
@@ -76,6 +76,8 @@ def _check_sheet_and_columns(record: FileRecord, sheet_name: str | None, sheet_f
 
 async def create_task(request: web.Request) -> web.Response:
     store, scheduler = request.app[STORE], request.app[SCHEDULER]
+    if not scheduler.accepting:
+        raise ApiError(503, "service_unavailable", "bertd is shutting down and takes no new tasks; retry shortly")
     body = validate_task_request(await read_json(request))
     hyperparameters = body["hyperparameters"]
     if hyperparameters["text_column"] == hyperparameters["label_column"]:
@@ -103,9 +105,16 @@ async def create_task(request: web.Request) -> web.Response:
         callback_url=body["callback_url"],
         created_at=utc_now(),
     )
-    task = await store.insert_task(new_task)
-    if task is None:
-        raise conflict("a data file of this task was deleted while the task was being created; upload it again")
+    config = request.app[CONFIG]
+    try:
+        task = await store.insert_task(new_task, config.max_queued_tasks)
+    except MissingFile:
+        raise conflict("a data file of this task was deleted while the task was being created; upload it again") \
+            from None
+    except QueueFull as full:
+        raise ApiError(429, "too_many_requests",
+                       f"{full.args[0]} tasks are already queued (MAX_QUEUED_TASKS); wait for some to finish "
+                       "or stop queued ones") from None
     scheduler.task_added(task)
     message = f"task queued at position {task.queue_position}" if task.queue_position else "task created"
     return json_response({**task.to_json(), "message": message}, status=201)

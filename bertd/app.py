@@ -17,7 +17,8 @@ from bertd.db import open_database
 from bertd.devices import detect_devices
 from bertd.errors import error_middleware
 from bertd.hub import Hub
-from bertd.keys import CALLBACKS, CONFIG, DEVICES, HUB, OPENAPI, SCHEDULER, STORE, UPLOAD_LOCK, WEBSOCKETS
+from bertd.keys import CALLBACKS, CONFIG, DEVICES, HUB, METRICS, OPENAPI, SCHEDULER, STORE, UPLOAD_LOCK, WEBSOCKETS
+from bertd.metrics_export import ServiceMetrics, create_metrics
 from bertd.openapi import build_openapi
 from bertd.routes import add_routes
 from bertd.scheduler import Scheduler
@@ -48,12 +49,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     store = Store(connection)
     callbacks = CallbackSender(
         CallbackPolicy(config.callback_timeout_seconds, config.callback_max_attempts,
-                       config.callback_backoff_seconds, config.callback_secret),
-        record=lambda task_id, state, event: _record_callback(store, task_id, state, event),
+                       config.callback_backoff_seconds, config.callback_secret, config.callback_block_private),
+        record=lambda task_id, state, event: _record_callback(store, app[METRICS], task_id, state, event),
     )
     await callbacks.start()
     hub = Hub(config.ws_queue_limit)
-    scheduler = Scheduler(config, store, callbacks, hub)
+    scheduler = Scheduler(config, store, callbacks, hub, app[METRICS])
     app[STORE], app[CALLBACKS], app[SCHEDULER], app[HUB] = store, callbacks, scheduler, hub
     await scheduler.start()
     logger.info("bertd ready on {}:{} with data in {}", config.host, config.port, config.data_dir)
@@ -66,7 +67,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         logger.info("bertd stopped")
 
 
-async def _record_callback(store: Store, task_id: str, state: dict, event: dict) -> None:
+async def _record_callback(store: Store, metrics: ServiceMetrics, task_id: str, state: dict, event: dict) -> None:
+    if not event["ok"]:
+        metrics.callback_failures.inc()
     await store.set_callback_state(task_id, state)
     await store.add_event(task_id, "callback", event)
 
@@ -76,6 +79,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[UPLOAD_LOCK] = asyncio.Lock()
     app[WEBSOCKETS] = set()
+    app[METRICS] = create_metrics()
     app[OPENAPI] = build_openapi()
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(close_all)

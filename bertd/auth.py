@@ -32,6 +32,8 @@ def token_matches(supplied: str | None, expected: str) -> bool:
 
 
 def needs_token(path: str) -> bool:
+    if path == "/metrics":
+        return True
     return path.startswith("/api/v1/") and not any(
         path == open_path or path.startswith(open_path + "/") for open_path in OPEN_PATHS
     )

@@ -9,12 +9,14 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from loguru import logger
@@ -28,6 +30,25 @@ class CallbackPolicy:
     max_attempts: int
     backoff_seconds: float
     secret: str | None
+    block_private: bool = False
+
+
+class CallbackRefused(Exception):
+    """The target may never be called (e.g. a private address while those are blocked): no retry."""
+
+
+async def check_public_target(url: str) -> None:
+    """Refuse a URL whose host resolves to a loopback, private, link-local or reserved address."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError as error:
+        raise RuntimeError(f"cannot resolve {host}: {error}") from error
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise CallbackRefused(f"refused: {host} resolves to the non-public address {address} "
+                                  "(CALLBACK_BLOCK_PRIVATE is on)")
 
 
 def signature_headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
@@ -70,6 +91,8 @@ class CallbackSender:
 
     async def _post(self, url: str, body: bytes) -> None:
         assert self._session is not None
+        if self._policy.block_private:
+            await check_public_target(url)
         headers = {"Content-Type": "application/json", "User-Agent": "bertd"}
         if self._policy.secret:
             headers.update(signature_headers(self._policy.secret, f"msg_{uuid.uuid4().hex}", int(time.time()), body))
@@ -83,15 +106,19 @@ class CallbackSender:
             body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
             event = payload["event"]
             last_error: str | None = None
+            refused = False
             for attempt in range(1, self._policy.max_attempts + 1):
                 try:
                     await self._post(url, body)
                     last_error = None
+                except CallbackRefused as error:
+                    last_error = str(error)
+                    refused = True
                 except Exception as error:  # every failure is retried: timeouts, refusals, 5xx
                     last_error = str(error) or type(error).__name__
                     if isinstance(error, asyncio.TimeoutError):
                         last_error = f"timed out after {self._policy.timeout_seconds:g} s"
-                done = last_error is None or attempt == self._policy.max_attempts
+                done = last_error is None or refused or attempt == self._policy.max_attempts
                 state = {
                     "status": "delivered" if last_error is None else ("failed" if done else "retrying"),
                     "attempts": attempt,
@@ -104,7 +131,7 @@ class CallbackSender:
                     break
                 await asyncio.sleep(self._policy.backoff_seconds * 2 ** (attempt - 1))
             if last_error is not None:
-                logger.warning("task {} callback {} to {} failed after {} attempts: {}", task_id, event, url,
-                               self._policy.max_attempts, last_error)
+                logger.warning("task {} callback {} to {} failed after {} attempt(s): {}", task_id, event, url,
+                               attempt, last_error)
         if not lock.locked() and not lock._waiters:  # type: ignore[attr-defined]
             self._per_task_locks.pop(task_id, None)

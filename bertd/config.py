@@ -25,6 +25,10 @@ class Config:
     api_token: str | None = field(default=None, repr=False)
     callback_secret: str | None = field(default=None, repr=False)
     max_upload_mb: int = 200
+    # Tasks allowed to wait in the queue; more get 429.
+    max_queued_tasks: int = 100
+    # Refuse callbacks to loopback, private and link-local addresses (SSRF guard).
+    callback_block_private: bool = False
     # Seconds a stopping worker gets to exit on its own before it is terminated, then killed.
     stop_grace_seconds: float = 30.0
     # After the grace period a worker gets SIGTERM, then this long before SIGKILL.
@@ -107,6 +111,15 @@ def _parse_log_level(name: str, raw: str) -> str:
     return level
 
 
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def _keep(_name: str, raw: str) -> str:
     return raw
 
@@ -130,6 +143,8 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "API_TOKEN": ("api_token", _optional_secret),
     "CALLBACK_SECRET": ("callback_secret", _optional_secret),
     "MAX_UPLOAD_MB": ("max_upload_mb", _parse_positive_int),
+    "MAX_QUEUED_TASKS": ("max_queued_tasks", _parse_positive_int),
+    "CALLBACK_BLOCK_PRIVATE": ("callback_block_private", _parse_bool),
     "STOP_GRACE_SECONDS": ("stop_grace_seconds", _parse_non_negative_float),
     "PROGRESS_WRITE_INTERVAL": ("progress_write_interval", _parse_non_negative_float),
     "PROGRESS_REPORT_INTERVAL": ("progress_report_interval", _parse_non_negative_float),

@@ -78,8 +78,10 @@ async def open_database(path: Path) -> aiosqlite.Connection:
     try:
         connection.row_factory = aiosqlite.Row
         await connection.execute("PRAGMA journal_mode = WAL")
-        # NORMAL in WAL never corrupts; a power cut may lose the last commits, not the database.
-        await connection.execute("PRAGMA synchronous = NORMAL")
+        # FULL, not NORMAL: in WAL mode NORMAL may roll back the last commits after a power cut,
+        # and bertd announces commits (2xx answers, callbacks, WebSocket messages) as facts.
+        # bertd writes a few rows a second at most, so an fsync per commit costs nothing that shows.
+        await connection.execute("PRAGMA synchronous = FULL")
         await connection.execute("PRAGMA foreign_keys = ON")
         await connection.execute("PRAGMA busy_timeout = 5000")
         async with connection.execute("PRAGMA quick_check") as cursor:

@@ -9,6 +9,7 @@ from aiohttp import web
 from bertd.callbacks import CallbackSender
 from bertd.config import Config
 from bertd.hub import Hub
+from bertd.metrics_export import ServiceMetrics
 from bertd.scheduler import Scheduler
 from bertd.store import Store
 
@@ -23,4 +24,5 @@ DEVICES = web.AppKey("devices", list)
 # Serialises the check-rename-insert step of uploads so two uploads of one name cannot race.
 UPLOAD_LOCK = web.AppKey("upload_lock", asyncio.Lock)
 OPENAPI = web.AppKey("openapi", dict)
+METRICS = web.AppKey("metrics", ServiceMetrics)
 

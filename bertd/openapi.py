@@ -203,6 +203,11 @@ def build_openapi() -> dict[str, Any]:
                 "devices": {"type": "array", "items": {"type": "object"}},
                 "max_concurrent_tasks": {"type": "integer"}, "training": {"type": "integer"},
                 "queued": {"type": "integer"}}}, "Healthy")}}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics: tasks by status, queue depth, task duration, samples/s, "
+                       "callback failures, WebSocket clients",
+            "responses": {"200": {"description": "Prometheus text format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                          "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
         "/api/v1/docs": {"get": {"summary": "Interactive API docs (HTML)", "security": [],

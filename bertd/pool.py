@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import threading
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -82,7 +83,7 @@ def start_worker(job: TrainingJob, training_function: str, log_level: str) -> Wo
     stop_event = SPAWN.Event()
     process = SPAWN.Process(
         target=worker_main,
-        args=(job, writer, stop_event, training_function, log_level),
+        args=(job, writer, stop_event, training_function, log_level, os.getpid()),
         name=f"bertd-worker-{job.task_id[:8]}",
         daemon=True,
     )

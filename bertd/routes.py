@@ -11,6 +11,7 @@ from bertd import api_files, api_service, api_tasks, api_ws
 
 def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_get("/api/v1/health", api_service.health)
+    app.router.add_get("/metrics", api_service.metrics)
     app.router.add_get("/api/v1/openapi.json", api_service.openapi)
     app.router.add_get("/api/v1/docs", api_service.docs)
     app.router.add_static("/api/v1/docs/assets", swagger_ui_dir)

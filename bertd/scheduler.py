@@ -17,6 +17,7 @@ from bertd.callbacks import CallbackSender
 from bertd.config import Config
 from bertd.hub import Hub
 from bertd.job import TrainingJob
+from bertd.metrics_export import ServiceMetrics, observe_task_end
 from bertd.models import TERMINAL_STATUSES, TaskRecord, TaskStatus, initial_progress, utc_now
 from bertd.pool import WorkerHandle, describe_exit, start_worker
 from bertd.store import Store
@@ -38,11 +39,14 @@ def log_transition(task_id: str, source: str, target: TaskStatus, detail: str = 
 
 
 class Scheduler:
-    def __init__(self, config: Config, store: Store, callbacks: CallbackSender, hub: Hub) -> None:
+    def __init__(self, config: Config, store: Store, callbacks: CallbackSender, hub: Hub,
+                 metrics: ServiceMetrics) -> None:
         self._config = config
         self._store = store
         self._callbacks = callbacks
         self._hub = hub
+        self._metrics = metrics
+        self._speeds: dict[str, float] = {}
         self._running: dict[str, WorkerHandle] = {}
         self._supervisors: dict[str, asyncio.Task[None]] = {}
         self._finished: dict[str, asyncio.Event] = {}
@@ -54,6 +58,18 @@ class Scheduler:
     @property
     def running_count(self) -> int:
         return len(self._running)
+
+    @property
+    def accepting(self) -> bool:
+        return not self._closing
+
+    @property
+    def running_samples_per_second(self) -> float:
+        return sum(self._speeds.values())
+
+    def begin_shutdown(self) -> None:
+        """Stop admitting and starting tasks; running ones are stopped by close()."""
+        self._closing = True
 
     # ---- life cycle --------------------------------------------------------------------------
 
@@ -75,12 +91,17 @@ class Scheduler:
         for handle in handles:
             self._stop_reasons[handle.task_id] = "the server shut down while it was training"
             handle.request_stop()
+        started = time.monotonic()
         await asyncio.gather(*(self._wait_or_kill(handle) for handle in handles))
         supervisors = list(self._supervisors.values())
         if supervisors:
             await asyncio.gather(*supervisors, return_exceptions=True)
-        if handles:
-            logger.info("shutdown: {} running task(s) stopped", len(handles))
+        outcomes = [(await self._store.get_task(handle.task_id)) for handle in handles]
+        counts = {status: sum(1 for task in outcomes if task and task.status == status) for status in TaskStatus}
+        queued = len(await self._store.tasks_in((TaskStatus.QUEUED,)))
+        logger.info("shutdown: {} running task(s) in {:.1f} s: {} stopped, {} failed, {} completed; "
+                    "{} queued task(s) kept for the next start", len(handles), time.monotonic() - started,
+                    counts[TaskStatus.STOPPED], counts[TaskStatus.FAILED], counts[TaskStatus.COMPLETED], queued)
 
     async def _recover_interrupted_tasks(self) -> None:
         """Tasks left training or stopping by a crash cannot be resumed: end them as failed."""
@@ -155,6 +176,8 @@ class Scheduler:
                 kind = message.get("type")
                 if kind == "progress":
                     progress.update({k: message[k] for k in PROGRESS_FIELDS if k in message})
+                    if progress.get("samples_per_second"):
+                        self._speeds[task.task_id] = progress["samples_per_second"]
                     self._hub.publish(task.task_id, {"type": "progress", **progress})
                     if time.monotonic() - last_write >= self._config.progress_write_interval:
                         last_write = time.monotonic()
@@ -221,6 +244,7 @@ class Scheduler:
                 await self._end(task, TaskStatus.FAILED, progress={**progress, "phase": "failed"},
                                 error_message=message)
         finally:
+            self._speeds.pop(task.task_id, None)
             self._running.pop(task.task_id, None)
             self._supervisors.pop(task.task_id, None)
             finished = self._finished.pop(task.task_id, None)
@@ -245,6 +269,7 @@ class Scheduler:
             status_message["error_message"] = task.error_message
         self._hub.publish(task.task_id, status_message)
         if task.status in TERMINAL_STATUSES:
+            observe_task_end(self._metrics, task)
             self._hub.publish(task.task_id, {"type": "end", "task": task.to_json()})
             if task.callback_url:
                 self._callbacks.send(task.task_id, task.callback_url,

@@ -67,6 +67,14 @@ def _file_from_row(row: aiosqlite.Row) -> FileRecord:
     return FileRecord(row["filename"], row["size_bytes"], row["sha256"], row["uploaded_at"], sheets)
 
 
+class MissingFile(Exception):
+    """A data file the task names is not (or no longer) uploaded."""
+
+
+class QueueFull(Exception):
+    """As many tasks as allowed are already waiting."""
+
+
 class Store:
     """The one path to SQLite. Writes are serialised by a lock so no coroutine's statement
     can slip into another's transaction on the shared connection."""
@@ -137,8 +145,9 @@ class Store:
 
     # ---- tasks -------------------------------------------------------------------------------
 
-    async def insert_task(self, task: TaskRecord) -> TaskRecord | None:
-        """Insert a new task; None if one of its data files was deleted since it was checked."""
+    async def insert_task(self, task: TaskRecord, max_queued: int) -> TaskRecord:
+        """Insert a new queued task. Raises MissingFile if one of its data files was deleted since
+        it was checked, QueueFull if max_queued tasks are already waiting."""
         files = [name for name in (task.training_data_file, task.validation_data_file) if name]
         async with self._transaction() as connection:
             marks = ", ".join("?" for _ in files)
@@ -147,7 +156,11 @@ class Store:
             ) as cursor:
                 found = await cursor.fetchone()
             if found is None or found[0] != len(set(files)):
-                return None
+                raise MissingFile()
+            async with connection.execute("SELECT COUNT(*) FROM tasks WHERE status = 'queued'") as cursor:
+                queued = await cursor.fetchone()
+            if queued is not None and queued[0] >= max_queued:
+                raise QueueFull(queued[0])
             await connection.execute(
                 "INSERT INTO tasks (task_id, status, model_name_cn, model_name_en, base_model, training_data_file, "
                 "validation_data_file, hyperparameters_json, callback_url, created_at) "

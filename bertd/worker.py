@@ -10,6 +10,8 @@ import os
 import shutil
 import signal
 import sys
+import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
@@ -21,19 +23,28 @@ from loguru import logger
 from bertd.job import TrainingInputError, TrainingJob, TrainingStopped
 
 PR_SET_PDEATHSIG = 1
+EXIT_PARENT_GONE = 70
 MAX_ERROR_LENGTH = 500
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGTERM this process when the server that spawned it dies, so a crashed
-    server never leaves a worker training and holding the GPU."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        return
+def die_with_parent(parent_pid: int) -> None:
+    """A worker whose server died must not keep training or holding the GPU. Linux kills it
+    with the parent-death signal (SIGKILL: nothing is left to report to, and the next server
+    start cleans up); elsewhere, or if the parent died before prctl, a thread notices."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def watch_parent() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(EXIT_PARENT_GONE)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch_parent, name="watch-parent", daemon=True).start()
 
 
 def load_function(dotted: str) -> Any:
@@ -69,8 +80,9 @@ def worker_main(
     stop_event: Event,
     training_function: str,
     log_level: str,
+    parent_pid: int,
 ) -> None:
-    die_with_parent()
+    die_with_parent(parent_pid)
     # A SIGTERM from the server (or the parent-death signal) ends the job like a stop request.
     # The handler only flips a flag: taking the Event's lock inside a signal handler can deadlock.
     terminated = False
