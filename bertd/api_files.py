@@ -99,7 +99,12 @@ async def upload_file(request: web.Request) -> web.Response:
     # The temporary name keeps the real suffix: the readers pick their parser by it.
     temporary = uploads / f".upload-{uuid.uuid4().hex}{Path(filename).suffix.lower()}"
     try:
-        size, sha256 = await _save_stream(part, temporary, config.max_upload_mb * (1 << 20))
+        try:
+            size, sha256 = await _save_stream(part, temporary, config.max_upload_mb * (1 << 20))
+        except OSError as error:
+            raise ApiError(507, "insufficient_storage",
+                           f"could not store {filename!r} in {uploads}: {error.strerror or error}; "
+                           "free space in DATA_DIR or make it writable", {"field": "file"}) from error
         if size == 0:
             raise validation_error(f"file {filename!r} is empty", "file")
         try:
@@ -116,7 +121,11 @@ async def upload_file(request: web.Request) -> web.Response:
                                "upload under another name", filename=filename, sha256=existing.sha256)
             record = FileRecord(filename, size, sha256, utc_now(), sheets)
             final = uploads / filename
-            os.replace(temporary, final)
+            try:
+                os.replace(temporary, final)
+            except OSError as error:
+                raise ApiError(507, "insufficient_storage", f"could not store {filename!r} in {uploads}: "
+                               f"{error.strerror or error}", {"field": "file"}) from error
             try:
                 await store.insert_file(record)
             except BaseException:

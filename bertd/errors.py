@@ -51,6 +51,7 @@ HTTP_EXCEPTION_CODES = {
     415: "unsupported_media_type",
     429: "too_many_requests",
     503: "service_unavailable",
+    507: "insufficient_storage",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -226,6 +226,7 @@ def build_openapi() -> dict[str, Any]:
                     "409": _error("Different bytes are already uploaded under this name"),
                     "413": _error("Larger than MAX_UPLOAD_MB"),
                     "415": _error("Not multipart, or not .xlsx/.csv"),
+                    "507": _error("The upload could not be written (disk full or DATA_DIR not writable)"),
                 },
             },
             "get": {"summary": "List uploads", "responses": {"200": _json(
@@ -251,7 +252,9 @@ def build_openapi() -> dict[str, Any]:
                               "400": bad_request,
                               "409": _error("A data file was deleted meanwhile"),
                               "415": _error("Body is not application/json"),
-                              "422": _error("A feature this server does not support (LoRA)")},
+                              "422": _error("A feature this server does not support (LoRA)"),
+                              "429": _error("MAX_QUEUED_TASKS tasks are already waiting"),
+                              "503": _error("The server is shutting down")},
             },
             "get": {
                 "summary": "List tasks, newest first",

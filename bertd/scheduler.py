@@ -175,16 +175,20 @@ class Scheduler:
                 message = await handle.messages.get()
                 kind = message.get("type")
                 if kind == "progress":
+                    phase_changed = message.get("phase", progress.get("phase")) != progress.get("phase")
                     progress.update({k: message[k] for k in PROGRESS_FIELDS if k in message})
                     if progress.get("samples_per_second"):
                         self._speeds[task.task_id] = progress["samples_per_second"]
                     self._hub.publish(task.task_id, {"type": "progress", **progress})
-                    if time.monotonic() - last_write >= self._config.progress_write_interval:
+                    # Phase changes are rare and users wait on them: write those at once.
+                    if phase_changed or time.monotonic() - last_write >= self._config.progress_write_interval:
                         last_write = time.monotonic()
                         await self._store.set_progress(task.task_id, progress)
                 elif kind == "epoch":
                     progress.update({k: message[k] for k in PROGRESS_FIELDS if k in message})
                     progress["current_epoch"] = message["epoch"]
+                    # Evaluation is over; the worker says "saving" if this was the last epoch.
+                    progress["phase"] = "training"
                     last_write = time.monotonic()
                     await self._store.set_progress(task.task_id, progress)
                     await self._on_epoch(task, message)

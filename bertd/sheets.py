@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,13 @@ SUPPORTED_SUFFIXES = (".xlsx", ".csv")
 # Excel exports from Chinese-locale Windows are often GB18030 rather than UTF-8.
 CSV_ENCODINGS = ("utf-8-sig", "gb18030")
 EXCEL_ENGINE = "calamine" if importlib.util.find_spec("python_calamine") else "openpyxl"
+
+
+# Bounds for what one upload may inflate to; real training sheets are far below them.
+MAX_INFLATED_BYTES = 1 << 30
+MAX_COMPRESSION_RATIO = 200
+MAX_ROWS = 2_000_000
+DIMENSION = re.compile(r'<dimension ref="[A-Z]+\d+(?::[A-Z]+(\d+))?"')
 
 
 class SheetError(ValueError):
@@ -32,10 +40,33 @@ def _read_csv(path: Path, **options: object) -> pd.DataFrame:
     raise SheetError(f"{path.name} is neither UTF-8 nor GB18030 text: {last_error}")
 
 
+def check_workbook_archive(path: Path, name: str) -> None:
+    """Refuse a zip bomb before any parser inflates it: bound the uncompressed size, the
+    compression ratio and the declared rows of every sheet."""
+    if not zipfile.is_zipfile(path):
+        raise SheetError(f"{name} is not a readable .xlsx workbook (not a zip archive)")
+    with zipfile.ZipFile(path) as archive:
+        entries = archive.infolist()
+        inflated = sum(entry.file_size for entry in entries)
+        packed = max(1, sum(entry.compress_size for entry in entries))
+        if inflated > MAX_INFLATED_BYTES:
+            raise SheetError(f"{name} would inflate to {inflated >> 20} MB, more than the "
+                             f"{MAX_INFLATED_BYTES >> 20} MB bertd reads from one workbook")
+        if inflated > 10 * packed and inflated / packed > MAX_COMPRESSION_RATIO:
+            raise SheetError(f"{name} is compressed {inflated // packed}:1, which only a zip bomb is; refusing it")
+        for entry in entries:
+            if entry.filename.startswith("xl/worksheets/") and entry.filename.endswith(".xml"):
+                with archive.open(entry) as sheet:
+                    head = sheet.read(4096).decode("utf-8", "replace")
+                match = DIMENSION.search(head)
+                if match and int(match.group(1)) > MAX_ROWS:
+                    raise SheetError(f"{name} declares {int(match.group(1)):,} rows in {entry.filename}; "
+                                     f"bertd reads at most {MAX_ROWS:,}")
+
+
 def _read_excel(path: Path, sheet_name: str | None, *, all_sheets: bool = False) -> dict[str, pd.DataFrame]:
     """The requested sheet (None: the first), or every sheet, keyed by sheet name."""
-    if not zipfile.is_zipfile(path):
-        raise SheetError(f"{path.name} is not a readable .xlsx workbook (not a zip archive)")
+    check_workbook_archive(path, path.name)
     try:
         with pd.ExcelFile(path, engine=EXCEL_ENGINE) as workbook:
             names = [str(name) for name in workbook.sheet_names]

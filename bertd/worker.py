@@ -5,6 +5,7 @@ Imports neither aiohttp nor aiosqlite; torch arrives only through the training f
 from __future__ import annotations
 
 import ctypes
+import errno
 import importlib
 import os
 import shutil
@@ -59,6 +60,10 @@ def user_message(error: BaseException) -> str:
     elif type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
         text = ("out of GPU memory; lower hyperparameters.batch_size or max_sequence_length, "
                 "or raise gradient_accumulation_steps")
+    elif isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES,
+                                                         errno.EROFS):
+        where = f" {error.filename}" if error.filename else ""
+        text = f"could not write{where}: {error.strerror}; free disk space in DATA_DIR or make it writable"
     elif isinstance(error, MemoryError):
         text = "out of memory; lower hyperparameters.batch_size or max_sequence_length"
     else:

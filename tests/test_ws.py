@@ -15,6 +15,7 @@ from aiohttp import WSMsgType
 
 from bertd.hub import CLOSE_TOO_SLOW, Hub, SubscriberTooSlow
 from bertd.keys import HUB
+
 from helpers import TASKS, create, task_body, upload, wait_for
 
 STEADY = "standin:steady"
