@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from loguru import logger
 
 from bertd.errors import ApiError, conflict, not_found, validation_error
@@ -63,14 +64,26 @@ async def _file_part(request: web.Request) -> BodyPartReader:
         raise ApiError(415, "unsupported_media_type",
                        "POST /api/v1/files expects multipart/form-data with one part named 'file'",
                        {"content_type": request.content_type})
-    reader = await request.multipart()
-    part = await reader.next()
-    while part is not None:
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            return part
-        await part.release()
+    try:
+        reader = await request.multipart()
         part = await reader.next()
+        while part is not None:
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                return part
+            await part.release()
+            part = await reader.next()
+    except (ValueError, HttpProcessingError) as error:  # no boundary, broken framing, bad part headers
+        raise ApiError(400, "invalid_multipart", f"the multipart/form-data body cannot be read: {error}",
+                       {"field": "file"}) from error
     raise validation_error("the multipart body has no part named 'file'", "file")
+
+
+async def _read_chunk(part: BodyPartReader) -> bytes:
+    try:
+        return await part.read_chunk(CHUNK_BYTES)
+    except (ValueError, HttpProcessingError) as error:
+        raise ApiError(400, "invalid_multipart", f"the uploaded file part cannot be read: {error}",
+                       {"field": "file"}) from error
 
 
 async def _save_stream(part: BodyPartReader, target: Path, limit_bytes: int) -> tuple[int, str]:
@@ -78,7 +91,7 @@ async def _save_stream(part: BodyPartReader, target: Path, limit_bytes: int) -> 
     digest = hashlib.sha256()
     size = 0
     with target.open("wb") as handle:
-        while chunk := await part.read_chunk(CHUNK_BYTES):
+        while chunk := await _read_chunk(part):
             size += len(chunk)
             if size > limit_bytes:
                 raise ApiError(413, "payload_too_large",

@@ -24,10 +24,10 @@ async def read_json(request: web.Request) -> Any:
         raise ApiError(415, "unsupported_media_type",
                        f"the request body must be JSON (Content-Type: application/json), got {request.content_type!r}",
                        {"content_type": request.content_type})
-    text = await request.text()
+    raw = await request.read()
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as error:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except ValueError as error:  # UnicodeDecodeError is a ValueError too
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {error}") from None
 
 
