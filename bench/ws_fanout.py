@@ -16,7 +16,6 @@ import time
 from datetime import UTC, datetime
 
 import aiohttp
-
 from common import build_base_model, machine_description, make_frame, running_server, temporary_directory
 
 

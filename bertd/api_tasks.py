@@ -35,9 +35,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
+def reject_unknown_query(request: web.Request, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(request.query) - set(allowed))
+    if unknown:
+        raise validation_error(f"unknown query parameter(s) {', '.join(map(repr, unknown))}; "
+                               f"expected only: {', '.join(allowed)}", unknown[0], unknown=unknown)
+
+
 def query_int(request: web.Request, name: str, default: int, minimum: int, maximum: int) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -133,7 +140,8 @@ async def get_task(request: web.Request) -> web.Response:
 
 
 async def list_tasks(request: web.Request) -> web.Response:
-    raw_status = request.query.get("status") or None
+    reject_unknown_query(request, ("status", "page", "page_size"))
+    raw_status = request.query.get("status")
     status = None
     if raw_status is not None:
         try:
@@ -175,6 +183,7 @@ async def delete_task(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     store = request.app[STORE]
     task = await _task_or_404(store, request.match_info["task_id"])
+    reject_unknown_query(request, ("after", "limit"))
     after = query_int(request, "after", 0, 0, 2**62)
     limit = query_int(request, "limit", 100, 1, MAX_EVENTS_LIMIT)
     events = await store.list_events(task.task_id, after, limit)

@@ -45,6 +45,8 @@ class Config:
     callback_timeout_seconds: float = 10.0
     callback_max_attempts: int = 5
     callback_backoff_seconds: float = 1.0
+    # Keep one worker process started, its imports done, so a task starts without waiting for them.
+    keep_spare_worker: bool = True
     # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
     training_function: str = "bertd.train:run_training"
 
@@ -145,6 +147,7 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "MAX_UPLOAD_MB": ("max_upload_mb", _parse_positive_int),
     "MAX_QUEUED_TASKS": ("max_queued_tasks", _parse_positive_int),
     "CALLBACK_BLOCK_PRIVATE": ("callback_block_private", _parse_bool),
+    "KEEP_SPARE_WORKER": ("keep_spare_worker", _parse_bool),
     "STOP_GRACE_SECONDS": ("stop_grace_seconds", _parse_non_negative_float),
     "PROGRESS_WRITE_INTERVAL": ("progress_write_interval", _parse_non_negative_float),
     "PROGRESS_REPORT_INTERVAL": ("progress_report_interval", _parse_non_negative_float),

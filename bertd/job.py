@@ -24,6 +24,9 @@ class TrainingJob:
     hyperparameters: dict[str, Any]
     # Seconds between two progress reports; epoch ends are always reported.
     report_interval: float = 0.5
+    # CPU threads for torch when training on the CPU: the cores shared among concurrent tasks,
+    # so two tasks on two cores do not each run two threads and thrash.
+    cpu_threads: int | None = None
 
 
 class TrainingStopped(Exception):

@@ -6,6 +6,7 @@ Terminal states are written under asyncio.shield before anyone (callback, log) i
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from bertd.hub import Hub
 from bertd.job import TrainingJob
 from bertd.metrics_export import ServiceMetrics, observe_task_end
 from bertd.models import TERMINAL_STATUSES, TaskRecord, TaskStatus, initial_progress, utc_now
-from bertd.pool import WorkerHandle, describe_exit, start_worker
+from bertd.pool import WorkerHandle, WorkerPool, describe_exit
 from bertd.store import Store
 
 PROGRESS_FIELDS = (
@@ -47,6 +48,7 @@ class Scheduler:
         self._hub = hub
         self._metrics = metrics
         self._speeds: dict[str, float] = {}
+        self._pool = WorkerPool(config.training_function, config.log_level, config.keep_spare_worker)
         self._running: dict[str, WorkerHandle] = {}
         self._supervisors: dict[str, asyncio.Task[None]] = {}
         self._finished: dict[str, asyncio.Event] = {}
@@ -80,6 +82,7 @@ class Scheduler:
             self._hub.publish(task.task_id, {"type": "status", "status": str(task.status)})
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
         self._wake.set()
+        self._pool.warm_up()
 
     async def close(self) -> None:
         """Stop admitting, ask running workers to stop, give them the grace period, then kill."""
@@ -96,6 +99,7 @@ class Scheduler:
         supervisors = list(self._supervisors.values())
         if supervisors:
             await asyncio.gather(*supervisors, return_exceptions=True)
+        await asyncio.to_thread(self._pool.close)
         outcomes = [(await self._store.get_task(handle.task_id)) for handle in handles]
         counts = {status: sum(1 for task in outcomes if task and task.status == status) for status in TaskStatus}
         queued = len(await self._store.tasks_in((TaskStatus.QUEUED,)))
@@ -139,7 +143,7 @@ class Scheduler:
         self._announce(TaskStatus.QUEUED, claimed)
         job = self._job_for(claimed)
         try:
-            handle = start_worker(job, self._config.training_function, self._config.log_level)
+            handle = self._pool.start(job)
         except Exception as error:
             logger.exception("task {} worker could not be started", task.task_id)
             await self._end(claimed, TaskStatus.FAILED, error_message=f"the worker process could not start: {error}")
@@ -161,6 +165,7 @@ class Scheduler:
             output_dir=str(self._config.models_dir / task.task_id),
             hyperparameters=task.hyperparameters,
             report_interval=self._config.progress_report_interval,
+            cpu_threads=max(1, (os.cpu_count() or 1) // self._config.max_concurrent_tasks),
         )
 
     # ---- supervising one worker --------------------------------------------------------------

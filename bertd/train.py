@@ -24,6 +24,7 @@ from bertd.job import Report, ShouldStop, TrainingInputError, TrainingJob, Train
 from bertd.metrics import classification_report
 
 PAD_TO_MULTIPLE = 8  # tensor cores and CPU kernels both prefer shapes in multiples of 8
+BUCKET_WINDOW = 50  # batches sorted together by length; larger pads less but shuffles less
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,18 @@ def make_batch(split: EncodedSplit, indices: np.ndarray, pad_id: int, device: to
     }
 
 
-def epoch_batches(num_rows: int, batch_size: int, generator: np.random.Generator) -> list[np.ndarray]:
-    order = generator.permutation(num_rows)
-    return [order[start : start + batch_size] for start in range(0, num_rows, batch_size)]
+def epoch_batches(lengths: np.ndarray, batch_size: int, generator: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of rows of similar length: shuffle, sort each window of BUCKET_WINDOW
+    batches by length, cut into batches, shuffle the batches. Padding shrinks to a few tokens
+    per row while every epoch still sees a fresh, seeded order."""
+    order = generator.permutation(len(lengths))
+    window = batch_size * BUCKET_WINDOW
+    batches = []
+    for start in range(0, len(order), window):
+        part = order[start : start + window]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in generator.permutation(len(batches))]
 
 
 def optimizer_for(model: torch.nn.Module, hyperparameters: dict[str, Any], device: torch.device) -> torch.optim.AdamW:
@@ -230,6 +240,8 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
     seed_everything(hp["random_seed"])
     model, tokenizer = load_model_and_tokenizer(job, dataset)
     device = pick_device()
+    if device.type == "cpu" and job.cpu_threads:
+        torch.set_num_threads(job.cpu_threads)
     autocast_dtype = pick_autocast_dtype(hp["precision"], device, report)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -245,6 +257,7 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
     train_split = encode(tokenizer, dataset.train_texts, dataset.train_label_ids, max_length)
     validation_split = encode(tokenizer, dataset.validation_texts, dataset.validation_label_ids, max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    train_lengths = np.array([len(row) for row in train_split.input_ids])
 
     batch_size = hp["batch_size"]
     accumulation = hp["gradient_accumulation_steps"]
@@ -278,7 +291,7 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         epoch_samples = 0
-        batches = epoch_batches(len(train_split.input_ids), batch_size, batch_order)
+        batches = epoch_batches(train_lengths, batch_size, batch_order)
         for batch_index, indices in enumerate(batches):
             if should_stop():
                 raise TrainingStopped()

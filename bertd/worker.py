@@ -80,16 +80,17 @@ def remove_partial_output(output_dir: str) -> None:
 
 
 def worker_main(
-    job: TrainingJob,
+    jobs: Connection,
     connection: Connection,
     stop_event: Event,
     training_function: str,
     log_level: str,
     parent_pid: int,
 ) -> None:
+    """Import the training code, wait for one job, run it, report, exit."""
     die_with_parent(parent_pid)
-    # A SIGTERM from the server (or the parent-death signal) ends the job like a stop request.
-    # The handler only flips a flag: taking the Event's lock inside a signal handler can deadlock.
+    # A SIGTERM from the server ends the job like a stop request. The handler only flips a
+    # flag: taking the Event's lock inside a signal handler can deadlock.
     terminated = False
 
     def on_sigterm(*_: object) -> None:
@@ -99,16 +100,32 @@ def worker_main(
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logger.remove()
-    logger.configure(extra={"task": job.task_id})
-    logger.add(sys.stderr, level=log_level, format="{time:YYYY-MM-DD HH:mm:ss} | {level: <7} | worker {extra[task]} | {message}")
+    logger.configure(extra={"task": "(spare)"})
+    logger.add(sys.stderr, level=log_level,
+               format="{time:YYYY-MM-DD HH:mm:ss} | {level: <7} | worker {extra[task]} | {message}")
+
+    # The imports (torch, transformers) happen while the worker is still a spare, before any job.
+    train: Any = None
+    import_error: BaseException | None = None
+    try:
+        train = load_function(training_function)
+    except BaseException as error:  # noqa: BLE001 - reported once there is a job to fail
+        import_error = error
+    try:
+        job: TrainingJob = jobs.recv()
+    except (EOFError, OSError):
+        return  # the server closed the spare without a job
+    finally:
+        jobs.close()
     log = logger.bind(task=job.task_id)
-    log.debug("worker {} started", os.getpid())
+    log.debug("worker {} took the job", os.getpid())
 
     def report(message: dict[str, Any]) -> None:
         connection.send(message)
 
     try:
-        train = load_function(training_function)
+        if import_error is not None:
+            raise import_error
         result = train(job, report, lambda: terminated or stop_event.is_set())
         connection.send({"type": "completed", **result})
     except TrainingStopped:
@@ -116,11 +133,11 @@ def worker_main(
         connection.send({"type": "stopped"})
     except BaseException as error:  # noqa: BLE001 - every failure must reach the server as a verdict
         remove_partial_output(job.output_dir)
-        log.opt(exception=error).error("task {} failed", job.task_id)
         try:
             connection.send({"type": "failed", "error": user_message(error),
                              "traceback": "".join(traceback.format_exception(error))})
         except (OSError, ValueError):
-            pass
+            # The server is gone: the log is the only place left for the traceback.
+            log.opt(exception=error).error("task {} failed", job.task_id)
     finally:
         connection.close()

@@ -64,6 +64,9 @@ def make_client(aiohttp_client, tmp_path: Path, base_models_dir: Path) -> Client
             "callback_backoff_seconds": 0.05,
             "callback_timeout_seconds": 2.0,
             "log_level": "DEBUG",
+            # A spare worker imports torch at every app start: most tests never train, so they
+            # do without; test_pool covers the spare.
+            "keep_spare_worker": False,
         }
         settings.update(overrides)
         config = Config(**settings)  # type: ignore[arg-type]

@@ -134,7 +134,7 @@ async def test_list_filters_by_status_and_pages(client_with_file) -> None:
     assert completed["total"] == 5
     failed = await (await client_with_file.get(TASKS, params={"status": "failed"})).json()
     assert failed["total"] == 0 and failed["tasks"] == []
-    for params in ({"status": "running"}, {"page": "0"}, {"page_size": "1000"}, {"page": "x"}):
+    for params in ({"status": "running"}, {"page": "0"}, {"page_size": "1000"}, {"page": "x"}, {"sort": "asc"}):
         response = await client_with_file.get(TASKS, params=params)
         assert response.status == 400, params
         assert next(iter(params)) in (await response.json())["error"]["message"]

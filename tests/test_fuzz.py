@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from processes import ServerProcess, start_server, stop_server
 from schemathesis.checks import positive_data_acceptance
 
 from bertd.openapi import build_openapi
-from processes import ServerProcess, start_server, stop_server
 
 # WebSocket upgrades and the docs page are not plain JSON operations.
 schema = schemathesis.openapi.from_dict(build_openapi()).exclude(path_regex=r"(/ws$|/docs$)")
@@ -32,8 +32,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, base_models_dir: Path)
     assert "unhandled error" not in log, log[-3000:]
 
 
+EXAMPLES = int(os.environ.get("BERTD_FUZZ_EXAMPLES", "30"))  # 30 keeps the suite quick; raise it locally
+
+
 @schema.parametrize()
-@settings(max_examples=int(os.environ.get("BERTD_FUZZ_EXAMPLES", "30")), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_every_operation_conforms(case, live_server: ServerProcess) -> None:
     # A schema-valid body may still name a file that was never uploaded: 400 is right there.
     case.call_and_validate(base_url=live_server.url, headers={"Authorization": f"Bearer {TOKEN}"},

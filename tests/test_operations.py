@@ -12,10 +12,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from processes import start_server, stop_server
 
 from bertd.keys import CONFIG
+
 from helpers import TASKS, create, get_task, task_body, upload, wait_for
-from processes import start_server, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,110 @@
+"""API under load: 200 clients poll task detail and the task list for 30 s while two tasks train.
+
+Reports request latency p50/p99, errors, and training samples/s against the same two tasks trained
+with no load, in the same run on the same server.
+
+    python bench/api_load.py --clients 200 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+
+import aiohttp
+from common import build_base_model, machine_description, make_frame, running_server, temporary_directory
+from ws_fanout import percentile
+
+
+async def poll(session: aiohttp.ClientSession, base: str, task_ids: list[str], until: float,
+               latencies: list[float], errors: list[str]) -> None:
+    turn = 0
+    while time.monotonic() < until:
+        turn += 1
+        path = (f"/api/v1/training/tasks/{task_ids[turn % len(task_ids)]}" if turn % 2
+                else "/api/v1/training/tasks?page_size=20")
+        started = time.perf_counter()
+        try:
+            async with session.get(base + path) as response:
+                await response.read()
+                if response.status != 200:
+                    errors.append(f"HTTP {response.status}")
+        except Exception as error:  # counted, not raised: the point is to see them
+            errors.append(type(error).__name__)
+        latencies.append(time.perf_counter() - started)
+
+
+def train_two(server, body: dict) -> list[str]:
+    return [server.request("POST", "/api/v1/training/tasks", body)["task_id"] for _ in range(2)]
+
+
+def wait_training(server, task_ids: list[str]) -> None:
+    while not all(server.request("GET", f"/api/v1/training/tasks/{t}")["progress"]["phase"] == "training"
+                  for t in task_ids):
+        time.sleep(0.2)
+
+
+def speeds(server, task_ids: list[str]) -> list[float]:
+    return [server.wait_for(t, {"completed"})["metrics"]["samples_per_second"] for t in task_ids]
+
+
+async def load(server, task_ids: list[str], clients: int, seconds: float) -> tuple[list[float], list[str]]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    until = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(poll(session, server.url, task_ids, until, latencies, errors) for _ in range(clients)))
+    return latencies, errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--rows", type=int, default=4000)
+    parser.add_argument("--epochs", type=int, default=2)
+    arguments = parser.parse_args()
+
+    work = temporary_directory()
+    build_base_model(work / "data" / "base_models" / "bench-bert", hidden=128, layers=2, heads=2)
+    data = work / "load.csv"
+    make_frame(arguments.rows, mean_chars=60).to_csv(data, index=False)
+    body = {"model_name_cn": "负载", "model_name_en": "load", "training_data_file": data.name,
+            "base_model": "bench-bert",
+            "hyperparameters": {"text_column": "内容合并", "label_column": "标签列", "epochs": arguments.epochs,
+                                "batch_size": 32, "learning_rate": 5e-4, "max_sequence_length": 128}}
+    with running_server(work / "data", MAX_CONCURRENT_TASKS="2") as server:
+        server.upload(data)
+        quiet = train_two(server, body)
+        quiet_speed = sum(speeds(server, quiet))
+        loaded = train_two(server, body)
+        wait_training(server, loaded)
+        cpu_before = server.cpu_seconds()
+        latencies, errors = asyncio.run(load(server, loaded, arguments.clients, arguments.seconds))
+        server_cpu = 100 * (server.cpu_seconds() - cpu_before) / arguments.seconds
+        loaded_speed = sum(speeds(server, loaded))
+
+    result = {
+        "clients": arguments.clients, "seconds": arguments.seconds, "requests": len(latencies),
+        "errors": len(errors), "error_kinds": sorted(set(errors)),
+        "latency_p50_ms": 1000 * percentile(latencies, 0.5), "latency_p99_ms": 1000 * percentile(latencies, 0.99),
+        "server_cpu_percent": server_cpu,
+        "samples_per_second_quiet": quiet_speed, "samples_per_second_loaded": loaded_speed,
+    }
+    print(json.dumps(result))
+    print(f"\n{datetime.now(UTC):%Y-%m-%d}, {machine_description()}")
+    print(f"`python bench/api_load.py --clients {arguments.clients} --seconds {arguments.seconds:g} "
+          f"--rows {arguments.rows} --epochs {arguments.epochs}`\n")
+    print("| clients | requests | errors | p50 | p99 | server CPU | samples/s quiet | samples/s loaded | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {arguments.clients} | {len(latencies)} | {len(errors)} | {result['latency_p50_ms']:.1f} ms | "
+          f"{result['latency_p99_ms']:.1f} ms | {server_cpu:.0f}% | {quiet_speed:.1f} | {loaded_speed:.1f} | "
+          f"{loaded_speed / quiet_speed:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
