@@ -3,7 +3,11 @@
 Reports request latency p50/p99, errors, and training samples/s against the same two tasks trained
 with no load, in the same run on the same server.
 
-    python bench/api_load.py --clients 200 --seconds 30
+    python bench/api_load.py --clients 200 --seconds 30 [--interval 0.5]
+
+With --interval 0 every client sends its next request as soon as the last is answered: a
+saturation test, where latency is concurrency divided by throughput. With --interval 0.5 each
+client polls twice a second, as a dashboard or script would.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import time
 from datetime import UTC, datetime
 
@@ -19,10 +24,13 @@ from common import build_base_model, machine_description, make_frame, running_se
 from ws_fanout import percentile
 
 
-async def poll(session: aiohttp.ClientSession, base: str, task_ids: list[str], until: float,
+async def poll(session: aiohttp.ClientSession, base: str, task_ids: list[str], until: float, interval: float,
                latencies: list[float], errors: list[str]) -> None:
     turn = 0
+    await asyncio.sleep(random.uniform(0, interval))  # spread the clients' phases
     while time.monotonic() < until:
+        if interval:
+            await asyncio.sleep(interval)
         turn += 1
         path = (f"/api/v1/training/tasks/{task_ids[turn % len(task_ids)]}" if turn % 2
                 else "/api/v1/training/tasks?page_size=20")
@@ -51,13 +59,14 @@ def speeds(server, task_ids: list[str]) -> list[float]:
     return [server.wait_for(t, {"completed"})["metrics"]["samples_per_second"] for t in task_ids]
 
 
-async def load(server, task_ids: list[str], clients: int, seconds: float) -> tuple[list[float], list[str]]:
+async def load(server, task_ids: list[str], clients: int, seconds: float, interval: float
+               ) -> tuple[list[float], list[str]]:
     latencies: list[float] = []
     errors: list[str] = []
     until = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(poll(session, server.url, task_ids, until, latencies, errors) for _ in range(clients)))
+        await asyncio.gather(*(poll(session, server.url, task_ids, until, interval, latencies, errors) for _ in range(clients)))
     return latencies, errors
 
 
@@ -67,6 +76,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--interval", type=float, default=0.0,
+                        help="seconds each client waits between requests (0: as fast as it can)")
     arguments = parser.parse_args()
 
     work = temporary_directory()
@@ -84,7 +95,8 @@ def main() -> None:
         loaded = train_two(server, body)
         wait_training(server, loaded)
         cpu_before = server.cpu_seconds()
-        latencies, errors = asyncio.run(load(server, loaded, arguments.clients, arguments.seconds))
+        latencies, errors = asyncio.run(load(server, loaded, arguments.clients, arguments.seconds,
+                                             arguments.interval))
         server_cpu = 100 * (server.cpu_seconds() - cpu_before) / arguments.seconds
         loaded_speed = sum(speeds(server, loaded))
 
@@ -98,7 +110,7 @@ def main() -> None:
     print(json.dumps(result))
     print(f"\n{datetime.now(UTC):%Y-%m-%d}, {machine_description()}")
     print(f"`python bench/api_load.py --clients {arguments.clients} --seconds {arguments.seconds:g} "
-          f"--rows {arguments.rows} --epochs {arguments.epochs}`\n")
+          f"--rows {arguments.rows} --epochs {arguments.epochs} --interval {arguments.interval:g}`\n")
     print("| clients | requests | errors | p50 | p99 | server CPU | samples/s quiet | samples/s loaded | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {arguments.clients} | {len(latencies)} | {len(errors)} | {result['latency_p50_ms']:.1f} ms | "

@@ -31,17 +31,17 @@ LABEL_WORDS = {
 FILLER = "市民反映附近每天严重影响居民希望相关部门尽快处理小区周边晚上白天多次"
 
 
-def sentence(label: str, rng: random.Random, mean_chars: int) -> str:
+def sentence(label: str, rng: random.Random, mean_chars: int, signal: float) -> str:
     words, filler = LABEL_WORDS[label], FILLER
     length = max(8, int(rng.gauss(mean_chars, mean_chars / 4)))
-    # Mostly filler with some class words: a model must look at the whole text.
-    return "".join(rng.choice(words) if rng.random() < 0.25 else rng.choice(filler) for _ in range(length))
+    # Mostly filler with some class characters (a `signal` share): a model must read the whole text.
+    return "".join(rng.choice(words) if rng.random() < signal else rng.choice(filler) for _ in range(length))
 
 
-def make_frame(rows: int, mean_chars: int, seed: int = 0) -> pd.DataFrame:
+def make_frame(rows: int, mean_chars: int, seed: int = 0, signal: float = 0.25) -> pd.DataFrame:
     rng = random.Random(seed)
     labels = list(LABEL_WORDS)
-    records = [{"内容合并": sentence(label, rng, mean_chars), "标签列": label}
+    records = [{"内容合并": sentence(label, rng, mean_chars, signal), "标签列": label}
                for label in (labels[i % len(labels)] for i in range(rows))]
     rng.shuffle(records)
     return pd.DataFrame(records)

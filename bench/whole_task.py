@@ -36,7 +36,7 @@ def trainer_task(data: Path, base_model: Path, output: Path, hp: dict, padding: 
     completed = subprocess.run(
         [sys.executable, str(HERE / "trainer_script.py"), str(data), str(base_model), str(output),
          "--epochs", str(hp["epochs"]), "--batch-size", str(hp["batch_size"]), "--lr", str(hp["learning_rate"]),
-         "--max-length", str(hp["max_sequence_length"]), "--padding", padding],
+         "--max-length", str(hp["max_sequence_length"]), "--padding", padding, "--seed", str(hp.get("seed", 42))],
         capture_output=True, text=True, check=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     result["wall_seconds"] = time.perf_counter() - started

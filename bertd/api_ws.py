@@ -13,7 +13,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from loguru import logger
 
 from bertd.errors import not_found
-from bertd.hub import CLOSE_TOO_SLOW, LiveState, Subscriber, SubscriberTooSlow
+from bertd.hub import CLOSE_TOO_SLOW, LiveState, Message, Subscriber, SubscriberTooSlow
 from bertd.keys import CONFIG, HUB, STORE, WEBSOCKETS
 from bertd.models import ACTIVE_STATUSES, TERMINAL_STATUSES, TaskRecord
 from bertd.responses import dumps
@@ -41,7 +41,8 @@ async def _open(request: web.Request) -> web.WebSocketResponse:
 async def _send(socket: web.WebSocketResponse, message: dict[str, Any], timeout: float) -> None:
     # A client that stops reading fills the socket buffer; a bounded send keeps it from
     # holding this connection's writer forever.
-    await asyncio.wait_for(socket.send_str(dumps(message)), timeout or None)
+    text = message.text if isinstance(message, Message) else dumps(message)
+    await asyncio.wait_for(socket.send_str(text), timeout or None)
 
 
 async def _drain_incoming(socket: web.WebSocketResponse) -> None:

@@ -11,6 +11,7 @@ marked too slow and its socket is closed with CLOSE_TOO_SLOW."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,6 +19,16 @@ from typing import Any
 
 CLOSE_TOO_SLOW = 4008
 COALESCED_TYPES = frozenset({"progress"})
+
+
+class Message(dict):
+    """A published message. `text` is its JSON, encoded once however many subscribers send it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body)
+        self.text = json.dumps(body, ensure_ascii=False)
 
 
 @dataclass
@@ -89,7 +100,7 @@ class Hub:
         state = self._states.setdefault(task_id, LiveState())
         state.seq += 1
         # `at` (Unix seconds) lets clients see how fresh a message is, and benchmarks its latency.
-        numbered = {**message, "task_id": task_id, "seq": state.seq, "at": time.time()}
+        numbered = Message({**message, "task_id": task_id, "seq": state.seq, "at": time.time()})
         kind = message["type"]
         if kind == "status":
             state.status = message["status"]

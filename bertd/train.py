@@ -113,7 +113,7 @@ def optimizer_for(model: torch.nn.Module, hyperparameters: dict[str, Any], devic
         {"params": decay, "weight_decay": hyperparameters["weight_decay"]},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=hyperparameters["learning_rate"], fused=device.type == "cuda")
+    return torch.optim.AdamW(groups, lr=hyperparameters["learning_rate"], fused=True)
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
