@@ -1,6 +1,7 @@
 """WebSocket fan-out: N clients watch one real training task while progress flows at a fixed rate.
 
-The subscribers run in this process (at nice 19 with --nice). Reports delivery latency (p50/p99 of receive time minus the message's `at`), the server process's
+The subscribers run in this process (at nice 19 with --nice). Reports delivery latency
+(p50/p99 of receive time minus the message's `at`), the server process's
 CPU, and training samples/s with N subscribers against none, in the same run on the same server.
 
     python bench/ws_fanout.py --clients 0,100,500

@@ -6,8 +6,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from helpers import create, task_body, upload, wait_for
 from processes import alive, children_of
+
+from helpers import create, task_body, upload, wait_for
 
 
 def workers() -> list[int]:
