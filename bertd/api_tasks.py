@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from bertd.errors import ApiError, conflict, not_found, validation_error
-from bertd.keys import CONFIG, SCHEDULER, STORE
+from bertd.keys import CONFIG, MODEL_CACHE, SCHEDULER, STORE
 from bertd.models import TERMINAL_STATUSES, FileRecord, TaskRecord, TaskStatus, utc_now
 from bertd.responses import json_response
 from bertd.schemas import validate_task_request
@@ -127,7 +127,7 @@ async def create_task(request: web.Request) -> web.Response:
     return json_response({**task.to_json(), "message": message}, status=201)
 
 
-async def _task_or_404(store: Store, task_id: str) -> TaskRecord:
+async def task_or_404(store: Store, task_id: str) -> TaskRecord:
     task = await store.get_task(task_id)
     if task is None:
         raise not_found(f"no training task with task_id {task_id!r}")
@@ -135,7 +135,7 @@ async def _task_or_404(store: Store, task_id: str) -> TaskRecord:
 
 
 async def get_task(request: web.Request) -> web.Response:
-    task = await _task_or_404(request.app[STORE], request.match_info["task_id"])
+    task = await task_or_404(request.app[STORE], request.match_info["task_id"])
     return json_response(task.to_json())
 
 
@@ -158,7 +158,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 async def stop_task(request: web.Request) -> web.Response:
     store, scheduler = request.app[STORE], request.app[SCHEDULER]
-    task = await _task_or_404(store, request.match_info["task_id"])
+    task = await task_or_404(store, request.match_info["task_id"])
     if task.status in TERMINAL_STATUSES:
         raise conflict(f"task {task.task_id} already ended as {task.status}; nothing to stop", status=str(task.status))
     stopped = await scheduler.stop(task.task_id)
@@ -173,16 +173,17 @@ async def stop_task(request: web.Request) -> web.Response:
 
 async def delete_task(request: web.Request) -> web.Response:
     scheduler = request.app[SCHEDULER]
-    task = await _task_or_404(request.app[STORE], request.match_info["task_id"])
+    task = await task_or_404(request.app[STORE], request.match_info["task_id"])
     if not await scheduler.delete(task.task_id):
         raise not_found(f"no training task with task_id {task.task_id!r}")
+    request.app[MODEL_CACHE].forget(task.task_id)
     return json_response({"task_id": task.task_id, "deleted": True,
                               "message": "task, its events and its model were deleted"})
 
 
 async def list_events(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    task = await _task_or_404(store, request.match_info["task_id"])
+    task = await task_or_404(store, request.match_info["task_id"])
     reject_unknown_query(request, ("after", "limit"))
     after = query_int(request, "after", 0, 0, 2**62)
     limit = query_int(request, "limit", 100, 1, MAX_EVENTS_LIMIT)

@@ -17,9 +17,22 @@ from bertd.db import open_database
 from bertd.devices import detect_devices
 from bertd.errors import error_middleware
 from bertd.hub import Hub
-from bertd.keys import CALLBACKS, CONFIG, DEVICES, HUB, METRICS, OPENAPI, SCHEDULER, STORE, UPLOAD_LOCK, WEBSOCKETS
+from bertd.keys import (
+    CALLBACKS,
+    CONFIG,
+    DEVICES,
+    HUB,
+    METRICS,
+    MODEL_CACHE,
+    OPENAPI,
+    SCHEDULER,
+    STORE,
+    UPLOAD_LOCK,
+    WEBSOCKETS,
+)
 from bertd.metrics_export import ServiceMetrics, create_metrics
 from bertd.openapi import build_openapi
+from bertd.predict import ModelCache
 from bertd.routes import add_routes
 from bertd.scheduler import Scheduler
 from bertd.store import Store
@@ -80,6 +93,7 @@ def create_app(config: Config) -> web.Application:
     app[UPLOAD_LOCK] = asyncio.Lock()
     app[WEBSOCKETS] = set()
     app[METRICS] = create_metrics()
+    app[MODEL_CACHE] = ModelCache(config.predict_cache_size)
     app[OPENAPI] = build_openapi()
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(close_all)

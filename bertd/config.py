@@ -47,6 +47,8 @@ class Config:
     callback_backoff_seconds: float = 1.0
     # Keep one worker process started, its imports done, so a task starts without waiting for them.
     keep_spare_worker: bool = True
+    # Trained models kept loaded for predictions.
+    predict_cache_size: int = 2
     # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
     training_function: str = "bertd.train:run_training"
 
@@ -148,6 +150,7 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "MAX_QUEUED_TASKS": ("max_queued_tasks", _parse_positive_int),
     "CALLBACK_BLOCK_PRIVATE": ("callback_block_private", _parse_bool),
     "KEEP_SPARE_WORKER": ("keep_spare_worker", _parse_bool),
+    "PREDICT_CACHE_SIZE": ("predict_cache_size", _parse_positive_int),
     "STOP_GRACE_SECONDS": ("stop_grace_seconds", _parse_non_negative_float),
     "PROGRESS_WRITE_INTERVAL": ("progress_write_interval", _parse_non_negative_float),
     "PROGRESS_REPORT_INTERVAL": ("progress_report_interval", _parse_non_negative_float),

@@ -10,6 +10,7 @@ from bertd.callbacks import CallbackSender
 from bertd.config import Config
 from bertd.hub import Hub
 from bertd.metrics_export import ServiceMetrics
+from bertd.predict import ModelCache
 from bertd.scheduler import Scheduler
 from bertd.store import Store
 
@@ -25,4 +26,5 @@ DEVICES = web.AppKey("devices", list)
 UPLOAD_LOCK = web.AppKey("upload_lock", asyncio.Lock)
 OPENAPI = web.AppKey("openapi", dict)
 METRICS = web.AppKey("metrics", ServiceMetrics)
+MODEL_CACHE = web.AppKey("model_cache", ModelCache)
 

@@ -289,6 +289,39 @@ def build_openapi() -> dict[str, Any]:
                 "202": _json(_with_message("Task"), "stopped (was queued) or stopping (worker is exiting)"),
                 "404": not_found, "409": _error("The task already ended")}},
         },
+        "/api/v1/training/tasks/{task_id}/predict": {
+            "parameters": [TASK_ID],
+            "post": {
+                "summary": "Classify texts with a completed task's model",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": False, "required": ["texts"],
+                    "properties": {"texts": {"type": "array", "minItems": 1, "maxItems": 256,
+                                             "items": {"type": "string", "minLength": 1, "maxLength": 20000}},
+                                   "top_k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1}}}}}},
+                "responses": {
+                    "200": _json({"type": "object", "required": ["predictions"], "properties": {
+                        "task_id": {"type": "string"},
+                        "predictions": {"type": "array", "items": {
+                            "type": "object", "required": ["label", "score", "scores"],
+                            "properties": {"label": {"type": "string"}, "score": {"type": "number"},
+                                           "scores": {"type": "object",
+                                                      "additionalProperties": {"type": "number"}},
+                                           "top_k": {"type": "array", "items": {"type": "object"}}}}}}},
+                        "One prediction per text, labels as in the training data"),
+                    "400": bad_request, "404": not_found, "409": _error("The task is not completed"),
+                    "410": _error("The model is no longer on disk"), "413": _error("A text is too long"),
+                    "415": _error("Body is not application/json")},
+            },
+        },
+        "/api/v1/training/tasks/{task_id}/download": {
+            "parameters": [TASK_ID],
+            "get": {"summary": "The model directory as a .tar.gz (Hugging Face format, labels.json, metrics.json)",
+                    "responses": {"200": {"description": "The tarball", "content": {
+                        "application/gzip": {"schema": {"type": "string", "format": "binary"}}}},
+                        "404": not_found, "409": _error("The task is not completed"),
+                        "410": _error("The model is no longer on disk"),
+                        "507": _error("The tarball could not be written")}},
+        },
         "/api/v1/training/tasks/{task_id}/events": {
             "parameters": [TASK_ID],
             "get": {

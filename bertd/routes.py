@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bertd import api_files, api_service, api_tasks, api_ws
+from bertd import api_files, api_models, api_service, api_tasks, api_ws
 
 
 def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
@@ -27,5 +27,7 @@ def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_delete("/api/v1/training/tasks/{task_id}", api_tasks.delete_task)
     app.router.add_post("/api/v1/training/tasks/{task_id}/stop", api_tasks.stop_task)
     app.router.add_get("/api/v1/training/tasks/{task_id}/events", api_tasks.list_events)
+    app.router.add_post("/api/v1/training/tasks/{task_id}/predict", api_models.predict)
+    app.router.add_get("/api/v1/training/tasks/{task_id}/download", api_models.download)
     app.router.add_get("/api/v1/training/tasks/{task_id}/ws", api_ws.task_stream)
     app.router.add_get("/api/v1/ws", api_ws.all_tasks_stream)

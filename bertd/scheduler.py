@@ -14,6 +14,7 @@ from typing import Any
 
 from loguru import logger
 
+from bertd.archive import tarball_path
 from bertd.callbacks import CallbackSender
 from bertd.config import Config
 from bertd.hub import Hub
@@ -346,3 +347,4 @@ class Scheduler:
         model_dir: Path = self._config.models_dir / task_id
         shutil.rmtree(model_dir, ignore_errors=True)
         shutil.rmtree(model_dir.with_name(model_dir.name + ".partial"), ignore_errors=True)
+        tarball_path(model_dir).unlink(missing_ok=True)

@@ -151,3 +151,14 @@ async def test_events_page_with_after_and_limit(client_with_file) -> None:
     assert first + rest == everything
     assert {"id", "at", "type", "data"} == set(everything[0])
     assert (await client_with_file.get(url, params={"limit": 0})).status == 400
+
+
+async def test_predict_and_download_need_a_completed_task(make_client, xlsx_file: Path) -> None:
+    client = await make_client(training_function="standin:steady")
+    await upload(client, xlsx_file)
+    task_id = (await create(client, task_body(xlsx_file.name, random_seed=300)))["task_id"]
+    response = await client.post(f"{TASKS}/{task_id}/predict", json={"texts": ["工厂"]})
+    assert response.status == 409 and (await response.json())["error"]["code"] == "conflict"
+    assert (await client.get(f"{TASKS}/{task_id}/download")).status == 409
+    assert (await client.post(f"{TASKS}/nope/predict", json={"texts": ["x"]})).status == 404
+    await client.post(f"{TASKS}/{task_id}/stop")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
 from bertd.keys import CONFIG
 
 from datagen import LABEL_WORDS
-from helpers import create, events, task_body, upload, wait_for
+from helpers import TASKS, create, events, task_body, upload, wait_for
 
 
-async def test_full_flow_trains_a_model_that_pipeline_loads(make_client, xlsx_file: Path) -> None:
+async def test_full_flow_trains_a_model_that_pipeline_loads(make_client, xlsx_file: Path, tmp_path: Path) -> None:
     client = await make_client()
     uploaded = await upload(client, xlsx_file)
     assert uploaded.status == 201, await uploaded.text()
@@ -62,3 +63,31 @@ async def test_full_flow_trains_a_model_that_pipeline_loads(make_client, xlsx_fi
     warnings = [e["data"]["message"] for e in history if e["type"] == "warning"]
     assert any("dropped 2 row(s) with an empty text" in message for message in warnings), warnings
     assert [e["id"] for e in history] == sorted(e["id"] for e in history)
+
+
+    # ---- using the model through the API -------------------------------------------------
+    response = await client.post(f"{TASKS}/{task_id}/predict",
+                                 json={"texts": ["工厂烟囱排放化工废气。", "饭店厨房油烟烧烤排烟。"], "top_k": 2})
+    body = await response.json()
+    assert response.status == 200, body
+    first, second = body["predictions"]
+    assert (first["label"], second["label"]) == ("工业废气", "油烟")
+    assert set(first["scores"]) == set(LABEL_WORDS) and abs(sum(first["scores"].values()) - 1) < 1e-4
+    assert [entry["label"] for entry in first["top_k"]][0] == "工业废气" and len(first["top_k"]) == 2
+    for bad in ({"texts": []}, {"texts": [""]}, {"texts": "one"}, {"texts": ["a"], "top_k": 0}, {"text": ["a"]}):
+        assert (await client.post(f"{TASKS}/{task_id}/predict", json=bad)).status == 400, bad
+
+    download = await client.get(f"{TASKS}/{task_id}/download")
+    assert download.status == 200 and download.content_type == "application/gzip"
+    assert f'filename="air-pollution-{task_id[:8]}.tar.gz"' in download.headers["Content-Disposition"]
+    archive_path = tmp_path / "model.tar.gz"
+    archive_path.write_bytes(await download.read())
+    with tarfile.open(archive_path) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    unpacked = tmp_path / "unpacked" / f"air-pollution-{task_id[:8]}"
+    assert (unpacked / "labels.json").is_file() and (unpacked / "metrics.json").is_file()
+    unpacked_classifier = pipeline("text-classification", model=str(unpacked), device="cpu")
+    assert unpacked_classifier("工地渣土施工尘土飞扬。")[0]["label"] == "扬尘"
+
+    assert (await client.delete(f"{TASKS}/{task_id}")).status == 200
+    assert not model_dir.exists() and not (model_dir.parent / f"{task_id}.tar.gz").exists()
