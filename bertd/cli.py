@@ -1,9 +1,11 @@
-"""The `bertd` command: `bertd serve` runs the server until SIGTERM or SIGINT."""
+"""The `bertd` command: `bertd serve` runs the server until SIGTERM or SIGINT; the other
+subcommands are a client of a running server (see commands.py) and `bertd demo`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,7 +14,9 @@ from aiohttp import web
 from loguru import logger
 
 from bertd import __version__
+from bertd.commands import add_client_commands, run_client_command
 from bertd.config import Config, ConfigError, load_config
+from bertd.demo import add_demo_command, demo
 from bertd.logs import setup_logging
 from bertd.systemd import keep_watchdog_fed, notify, watchdog_interval
 
@@ -25,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (API_HOST, default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="TCP port (API_PORT, default 8000)")
     serve.add_argument("--data-dir", type=Path, help="uploads, models and database (DATA_DIR, default ./data)")
+    add_client_commands(commands, dict(os.environ))
+    add_demo_command(commands, dict(os.environ))
     return parser
 
 
@@ -87,4 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     if arguments.command == "serve":
         return serve(arguments.host, arguments.port, arguments.data_dir)
-    return 2
+    if arguments.command == "demo":
+        return demo(arguments)
+    return run_client_command(arguments)

@@ -27,8 +27,11 @@ class LoadedModel:
 
 def _load(model_dir: Path, max_length: int) -> LoadedModel:
     import torch
+    import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(PREDICT_THREADS)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)

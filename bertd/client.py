@@ -1,0 +1,153 @@
+"""A small asynchronous client for the bertd API, used by the command line and the demo."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+TASKS = "/api/v1/training/tasks"
+
+
+class ClientError(Exception):
+    """The server said no (or could not be reached); the message is one line for the user."""
+
+
+@dataclass
+class Client:
+    url: str
+    token: str | None = None
+    session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self.session = aiohttp.ClientSession(base_url=self.url.rstrip("/") + "/", headers=headers,
+                                             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def _call(self, method: str, path: str, **options: Any) -> Any:
+        assert self.session is not None
+        try:
+            async with self.session.request(method, path.lstrip("/"), **options) as response:
+                body = await response.read()
+                if response.status >= 400:
+                    raise ClientError(_error_text(response.status, body))
+                return json.loads(body) if body else None
+        except aiohttp.ClientConnectionError as error:
+            raise ClientError(f"cannot reach bertd at {self.url}: {error}") from error
+
+    async def upload(self, path: Path) -> dict[str, Any]:
+        form = aiohttp.FormData(quote_fields=False)
+        with path.open("rb") as handle:
+            form.add_field("file", handle, filename=path.name)
+            return await self._call("POST", "/api/v1/files", data=form)
+
+    async def create_task(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", TASKS, json=body)
+
+    async def tasks(self, status: str | None = None, page_size: int = 50) -> dict[str, Any]:
+        params = {"page_size": str(page_size), **({"status": status} if status else {})}
+        return await self._call("GET", TASKS, params=params)
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"{TASKS}/{task_id}")
+
+    async def stop(self, task_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"{TASKS}/{task_id}/stop")
+
+    async def delete(self, task_id: str) -> dict[str, Any]:
+        return await self._call("DELETE", f"{TASKS}/{task_id}")
+
+    async def predict(self, task_id: str, texts: list[str], top_k: int = 1) -> dict[str, Any]:
+        return await self._call("POST", f"{TASKS}/{task_id}/predict", json={"texts": texts, "top_k": top_k})
+
+    async def download(self, task_id: str, target_dir: Path) -> Path:
+        assert self.session is not None
+        try:
+            async with self.session.get(f"{TASKS.lstrip('/')}/{task_id}/download") as response:
+                if response.status >= 400:
+                    raise ClientError(_error_text(response.status, await response.read()))
+                name = response.content_disposition.filename if response.content_disposition else None
+                target = target_dir / (name or f"{task_id}.tar.gz")
+                with target.open("wb") as handle:
+                    async for chunk in response.content.iter_chunked(1 << 20):
+                        handle.write(chunk)
+                return target
+        except aiohttp.ClientConnectionError as error:
+            raise ClientError(f"cannot reach bertd at {self.url}: {error}") from error
+
+    async def watch(self, task_id: str) -> AsyncIterator[dict[str, Any]]:
+        """The task's WebSocket messages, snapshot to end."""
+        assert self.session is not None
+        params = {"token": self.token} if self.token else {}
+        try:
+            async with self.session.ws_connect(f"{TASKS.lstrip('/')}/{task_id}/ws", params=params,
+                                               heartbeat=30) as socket:
+                async for message in socket:
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    body = json.loads(message.data)
+                    yield body
+                    if body["type"] == "end":
+                        return
+        except aiohttp.WSServerHandshakeError as error:
+            raise ClientError(f"cannot watch task {task_id}: HTTP {error.status}") from error
+        except aiohttp.ClientConnectionError as error:
+            raise ClientError(f"cannot reach bertd at {self.url}: {error}") from error
+
+
+def _error_text(status: int, body: bytes) -> str:
+    try:
+        return f"{json.loads(body)['error']['message']} (HTTP {status})"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def progress_line(task: dict[str, Any], width: int = 24) -> str:
+    """One line: phase, epoch, a bar, step, loss, accuracy, ETA."""
+    progress = task.get("progress") or {}
+    percentage = progress.get("progress_percentage") or 0.0
+    filled = int(width * percentage / 100)
+    parts = [f"{task.get('status', '?'):<9}", f"{progress.get('phase', ''):<13}",
+             f"epoch {progress.get('current_epoch') or 0}/{progress.get('total_epochs') or '?'}",
+             f"[{'#' * filled}{'-' * (width - filled)}] {percentage:5.1f}%"]
+    if progress.get("train_loss") is not None:
+        parts.append(f"loss {progress['train_loss']:.3f}")
+    if progress.get("val_accuracy") is not None:
+        parts.append(f"val_acc {progress['val_accuracy']:.3f}")
+    if progress.get("eta_seconds") is not None and task.get("status") == "training":
+        parts.append(f"ETA {format_seconds(progress['eta_seconds'])}")
+    return "  ".join(parts)
+
+
+async def follow(client: Client, task_id: str, show: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Apply the stream to a local copy of the task, call `show` on every change; the final task."""
+    task: dict[str, Any] = {}
+    async for message in client.watch(task_id):
+        kind = message["type"]
+        if kind in ("snapshot", "end"):
+            task = message["task"]
+        elif kind == "progress":
+            task["progress"] = {k: v for k, v in message.items() if k not in ("type", "task_id", "seq", "at")}
+        elif kind == "status":
+            task["status"] = message["status"]
+        elif kind == "epoch":
+            task.setdefault("progress", {}).update(
+                {k: message[k] for k in ("val_accuracy", "val_macro_f1", "val_loss") if k in message})
+        show(task)
+    return task

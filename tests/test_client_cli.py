@@ -1,0 +1,91 @@
+"""The `bertd` client commands and `bertd demo`, as real subprocesses against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from processes import start_server, stop_server
+
+
+def bertd(*arguments: str, url: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if url:
+        environment["BERTD_URL"] = url
+    return subprocess.run([sys.executable, "-m", "bertd", *arguments], env=environment, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_the_client_drives_the_whole_flow(tmp_path: Path, base_models_dir: Path, xlsx_file: Path) -> None:
+    server = start_server(tmp_path / "data", base_models_dir, tmp_path / "server.log")
+    url = server.url
+    try:
+        uploaded = bertd("upload", str(xlsx_file), url=url)
+        assert uploaded.returncode == 0, uploaded.stderr
+        assert "sheet 'data': 90 rows, columns 编号, 内容, 标签" in uploaded.stdout
+
+        trained = bertd("train", str(xlsx_file), "--text-column", "内容", "--label-column", "标签", "--sheet", "data",
+                        "--epochs", "6", "--batch-size", "8", "--learning-rate", "3e-3", "--max-length", "32",
+                        "--base-model", "tiny-bert", "--name-en", "cli-model", "--watch", "--json", url=url)
+        assert trained.returncode == 0, trained.stderr
+        task = json.loads(trained.stdout)
+        assert task["status"] == "completed" and task["model_name_en"] == "cli-model"
+        task_id = task["task_id"]
+
+        listing = json.loads(bertd("tasks", "--json", url=url).stdout)
+        assert [t["task_id"] for t in listing["tasks"]] == [task_id]
+        shown = bertd("show", task_id, url=url)
+        assert shown.returncode == 0 and f"task {task_id}  completed" in shown.stdout and "best epoch" in shown.stdout
+
+        predicted = bertd("predict", task_id, "工厂烟囱排放化工废气。", "饭店厨房油烟烧烤排烟。", "--json", url=url)
+        labels = [p["label"] for p in json.loads(predicted.stdout)["predictions"]]
+        assert labels == ["工业废气", "油烟"]
+        human = bertd("predict", task_id, "工地渣土施工尘土飞扬。", url=url)
+        assert human.stdout.startswith("扬尘\t")
+
+        downloaded = bertd("download", task_id, "-o", str(tmp_path / "out"), url=url)
+        assert downloaded.returncode == 0, downloaded.stderr
+        archive = tmp_path / "out" / f"cli-model-{task_id[:8]}.tar.gz"
+        assert tarfile.is_tarfile(archive)
+
+        watched = bertd("watch", task_id, url=url)
+        assert watched.returncode == 0 and "completed" in watched.stdout
+
+        removed = bertd("rm", task_id, url=url)
+        assert removed.returncode == 0 and f"task {task_id} deleted" in removed.stdout
+
+        missing = bertd("show", task_id, url=url)
+        assert missing.returncode == 1 and missing.stdout == ""
+        assert missing.stderr.strip() == f"bertd: no training task with task_id '{task_id}' (HTTP 404)"
+        bad = bertd("train", str(xlsx_file), "--text-column", "正文", "--label-column", "标签", "--sheet", "data",
+                    url=url)
+        assert bad.returncode == 1 and "column '正文' not found" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    finally:
+        stop_server(server)
+
+
+def test_an_unreachable_server_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = bertd("tasks", "--url", "http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert result.stderr.startswith("bertd: cannot reach bertd at http://127.0.0.1:9")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
+    result = bertd("demo", "--dir", str(tmp_path / "demo"), timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "best epoch" in result.stdout
+    model_line = next(line for line in result.stdout.splitlines() if line.startswith("model: "))
+    model_dir = Path(model_line.removeprefix("model: "))
+    assert (model_dir / "model.safetensors").is_file() and (model_dir / "labels.json").is_file()
+    predicted = [line.split("\t")[0].strip() for line in result.stdout.splitlines() if line.startswith("  ")
+                 and "\t" in line]
+    assert predicted == ["工业废气", "扬尘", "油烟"]
