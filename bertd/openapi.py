@@ -203,6 +203,9 @@ def build_openapi() -> dict[str, Any]:
                 "devices": {"type": "array", "items": {"type": "object"}},
                 "max_concurrent_tasks": {"type": "integer"}, "training": {"type": "integer"},
                 "queued": {"type": "integer"}}}, "Healthy")}}},
+        "/": {"get": {"summary": "The web dashboard (HTML; its API calls carry the token)", "security": [],
+                      "responses": {"200": {"description": "The dashboard page",
+                                            "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/metrics": {"get": {
             "summary": "Prometheus metrics: tasks by status, queue depth, task duration, samples/s, "
                        "callback failures, WebSocket clients",

@@ -9,7 +9,16 @@ from aiohttp import web
 from bertd import api_files, api_models, api_service, api_tasks, api_ws
 
 
+DASHBOARD_DIR = Path(__file__).parent / "static"
+
+
+async def dashboard(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(DASHBOARD_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
 def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
+    app.router.add_get("/", dashboard)
+    app.router.add_static("/static", DASHBOARD_DIR)
     app.router.add_get("/api/v1/health", api_service.health)
     app.router.add_get("/metrics", api_service.metrics)
     app.router.add_get("/api/v1/openapi.json", api_service.openapi)
