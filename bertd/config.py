@@ -47,6 +47,8 @@ class Config:
     callback_backoff_seconds: float = 1.0
     # Keep one worker process started, its imports done, so a task starts without waiting for them.
     keep_spare_worker: bool = True
+    # GPUs the pool may use (indices as torch sees them); None: every visible GPU.
+    gpu_devices: tuple[int, ...] | None = None
     # Trained models kept loaded for predictions.
     predict_cache_size: int = 2
     # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
@@ -124,6 +126,16 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _parse_gpu_list(name: str, raw: str) -> tuple[int, ...]:
+    try:
+        indices = tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated GPU indices like 0,1; got {raw!r}") from None
+    if not indices or min(indices) < 0:
+        raise ConfigError(f"{name} must list at least one GPU index (0 or more); got {raw!r}")
+    return indices
+
+
 def _keep(_name: str, raw: str) -> str:
     return raw
 
@@ -151,6 +163,7 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "CALLBACK_BLOCK_PRIVATE": ("callback_block_private", _parse_bool),
     "KEEP_SPARE_WORKER": ("keep_spare_worker", _parse_bool),
     "PREDICT_CACHE_SIZE": ("predict_cache_size", _parse_positive_int),
+    "GPU_DEVICES": ("gpu_devices", _parse_gpu_list),
     "STOP_GRACE_SECONDS": ("stop_grace_seconds", _parse_non_negative_float),
     "PROGRESS_WRITE_INTERVAL": ("progress_write_interval", _parse_non_negative_float),
     "PROGRESS_REPORT_INTERVAL": ("progress_report_interval", _parse_non_negative_float),

@@ -27,6 +27,8 @@ class TrainingJob:
     # CPU threads for torch when training on the CPU: the cores shared among concurrent tasks,
     # so two tasks on two cores do not each run two threads and thrash.
     cpu_threads: int | None = None
+    # "cuda:N" when the scheduler gave this job a GPU of its own; None: the first GPU, else the CPU.
+    device: str | None = None
 
 
 class TrainingStopped(Exception):

@@ -131,7 +131,7 @@ COMPONENTS: dict[str, Any] = {
         "type": "object",
         "required": ["id", "at", "type", "data"],
         "properties": {"id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
-                       "type": {"type": "string", "enum": ["status", "epoch", "warning", "callback"]},
+                       "type": {"type": "string", "enum": ["status", "epoch", "evaluation", "warning", "callback"]},
                        "data": {"type": "object"}},
     },
 }
@@ -155,6 +155,10 @@ WS_MESSAGE_SCHEMAS: dict[str, Any] = {
         "train_loss": {"type": "number"}, "train_accuracy": {"type": "number"}, "val_loss": {"type": "number"},
         "val_accuracy": {"type": "number"}, "val_macro_f1": {"type": "number"}, "is_best": {"type": "boolean"},
         "per_class": {"type": "object"}, "confusion_matrix": {"type": "array"}}, ["task_id", "seq", "epoch"]),
+    "WsEvaluation": _message("evaluation", "A mid-epoch evaluation (hyperparameters.evaluation_steps).", {
+        "epoch": {"type": "integer"}, "step": {"type": "integer"}, "val_loss": {"type": "number"},
+        "val_accuracy": {"type": "number"}, "val_macro_f1": {"type": "number"}, "is_best": {"type": "boolean"}},
+        ["task_id", "seq", "step"]),
     "WsStatus": _message("status", "A status change.", {
         "status": {"type": "string", "enum": [str(status) for status in TaskStatus]},
         "error_message": {"type": "string"}}, ["task_id", "seq", "status"]),

@@ -8,7 +8,6 @@ from aiohttp import web
 
 from bertd import api_files, api_models, api_service, api_tasks, api_ws
 
-
 DASHBOARD_DIR = Path(__file__).parent / "static"
 
 

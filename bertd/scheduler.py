@@ -40,6 +40,11 @@ def log_transition(task_id: str, source: str, target: TaskStatus, detail: str = 
     logger.info("task {} {} -> {}{}", task_id, source, target, f": {detail}" if detail else "")
 
 
+def least_loaded_gpu(gpus: list[int], in_use: list[int]) -> int:
+    """The GPU fewest running tasks use (so each task has its own while slots <= GPUs)."""
+    return min(gpus, key=lambda gpu: (in_use.count(gpu), gpu))
+
+
 class Scheduler:
     def __init__(self, config: Config, store: Store, callbacks: CallbackSender, hub: Hub,
                  metrics: ServiceMetrics) -> None:
@@ -50,6 +55,8 @@ class Scheduler:
         self._metrics = metrics
         self._speeds: dict[str, float] = {}
         self._pool = WorkerPool(config.training_function, config.log_level, config.keep_spare_worker)
+        self._gpus = list(config.gpu_devices or ())
+        self._gpu_of: dict[str, int] = {}
         self._running: dict[str, WorkerHandle] = {}
         self._supervisors: dict[str, asyncio.Task[None]] = {}
         self._finished: dict[str, asyncio.Event] = {}
@@ -142,7 +149,7 @@ class Scheduler:
         if claimed is None:  # stopped or deleted between the read and the claim
             return
         self._announce(TaskStatus.QUEUED, claimed)
-        job = self._job_for(claimed)
+        job = self._job_for(claimed, self._assign_gpu(claimed.task_id))
         try:
             handle = self._pool.start(job)
         except Exception as error:
@@ -155,7 +162,18 @@ class Scheduler:
             self._supervise(handle, claimed), name=f"supervise-{task.task_id[:8]}"
         )
 
-    def _job_for(self, task: TaskRecord) -> TrainingJob:
+    def _assign_gpu(self, task_id: str) -> str | None:
+        if not self._gpus:
+            return None
+        chosen = least_loaded_gpu(self._gpus, list(self._gpu_of.values()))
+        self._gpu_of[task_id] = chosen
+        return f"cuda:{chosen}"
+
+    def set_gpus(self, indices: list[int]) -> None:
+        if not self._gpus:
+            self._gpus = list(indices)
+
+    def _job_for(self, task: TaskRecord, device: str | None = None) -> TrainingJob:
         uploads = self._config.uploads_dir
         return TrainingJob(
             task_id=task.task_id,
@@ -167,6 +185,7 @@ class Scheduler:
             hyperparameters=task.hyperparameters,
             report_interval=self._config.progress_report_interval,
             cpu_threads=max(1, (os.cpu_count() or 1) // self._config.max_concurrent_tasks),
+            device=device,
         )
 
     # ---- supervising one worker --------------------------------------------------------------
@@ -198,6 +217,11 @@ class Scheduler:
                     last_write = time.monotonic()
                     await self._store.set_progress(task.task_id, progress)
                     await self._on_epoch(task, message)
+                elif kind == "evaluation":
+                    data = {k: message[k] for k in ("epoch", "step", "val_loss", "val_accuracy", "val_macro_f1",
+                                                    "is_best") if k in message}
+                    await self._store.add_event(task.task_id, "evaluation", data)
+                    self._hub.publish(task.task_id, {"type": "evaluation", **data})
                 elif kind == "warning":
                     logger.warning("task {}: {}", task.task_id, message["message"])
                     await self._store.add_event(task.task_id, "warning", {"message": message["message"]})
@@ -255,6 +279,7 @@ class Scheduler:
                                 error_message=message)
         finally:
             self._speeds.pop(task.task_id, None)
+            self._gpu_of.pop(task.task_id, None)
             self._running.pop(task.task_id, None)
             self._supervisors.pop(task.task_id, None)
             finished = self._finished.pop(task.task_id, None)

@@ -25,6 +25,7 @@ from bertd.metrics import classification_report
 
 PAD_TO_MULTIPLE = 8  # tensor cores and CPU kernels both prefer shapes in multiples of 8
 BUCKET_WINDOW = 50  # batches sorted together by length; larger pads less but shuffles less
+COMPILE_MIN_STEPS = 300
 
 
 @dataclass(frozen=True)
@@ -143,14 +144,42 @@ def evaluate(
     for start in range(0, len(order), batch_size):
         batch = make_batch(split, order[start : start + batch_size], pad_id, device)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            output = model(**batch)
-        loss_sum += output.loss.float() * len(batch["labels"])
-        predictions.append(output.logits.argmax(dim=-1))
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss_sum += torch.nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+        predictions.append(logits.argmax(dim=-1))
     predicted = np.empty(len(order), dtype=np.int64)
     predicted[order] = torch.cat(predictions).cpu().numpy()
     report = classification_report(split.label_ids, predicted, label_names)
     report["loss"] = float(loss_sum.item() / max(1, len(order)))
     return report
+
+
+@dataclass
+class BestSoFar:
+    """The best evaluation by validation macro-F1 and a CPU copy of its weights: far cheaper than
+    a checkpoint written per improvement, and what gets saved at the end."""
+
+    entry: dict[str, Any] | None = None
+    state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, entry: dict[str, Any], evaluation: dict[str, Any], model: torch.nn.Module) -> bool:
+        if self.entry is not None and evaluation["macro_f1"] <= self.entry["val_macro_f1"]:
+            return False
+        self.entry = {**entry, "per_class": evaluation["per_class"], "confusion_matrix": evaluation["confusion_matrix"]}
+        self.state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+        return True
+
+
+def class_weights(label_ids: np.ndarray, num_labels: int, device: torch.device) -> torch.Tensor:
+    """n / (k * count) per label, the usual 'balanced' weighting; a label with no rows weighs 0."""
+    counts = np.bincount(label_ids, minlength=num_labels).astype(np.float64)
+    weights = np.divide(len(label_ids), num_labels * counts, out=np.zeros_like(counts), where=counts > 0)
+    return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def should_compile(setting: str, device: torch.device, total_steps: int) -> bool:
+    # Compiling takes tens of seconds; it repays that only on a GPU and a job of some length.
+    return setting == "on" or (setting == "auto" and device.type == "cuda" and total_steps >= COMPILE_MIN_STEPS)
 
 
 def metric_value(evaluation: dict[str, Any], metric: str) -> float:
@@ -209,6 +238,8 @@ def load_model_and_tokenizer(job: TrainingJob, dataset: Dataset) -> tuple[torch.
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             model_dir,
+            # PyTorch's fused attention kernels (flash / memory-efficient on GPUs).
+            attn_implementation="sdpa",
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={label: index for index, label in enumerate(label_names)},
@@ -239,7 +270,9 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
     # Seed before the model is built so the new classification head starts the same every run.
     seed_everything(hp["random_seed"])
     model, tokenizer = load_model_and_tokenizer(job, dataset)
-    device = pick_device()
+    device = torch.device(job.device) if job.device and torch.cuda.is_available() else pick_device()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if device.type == "cpu" and job.cpu_threads:
         torch.set_num_threads(job.cpu_threads)
     autocast_dtype = pick_autocast_dtype(hp["precision"], device, report)
@@ -269,16 +302,21 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
     scheduler = linear_schedule(optimizer, int(total_steps * hp["warmup_ratio"]), total_steps)
     grad_scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     batch_order = np.random.default_rng(hp["random_seed"])
+    weights = (class_weights(train_split.label_ids, len(dataset.label_names), device)
+               if hp["class_weighting"] == "balanced" else None)
+    compiled = should_compile(hp["compile"], device, total_steps)
+    # The compiled module only runs forward passes; `model` keeps the plain state_dict names.
+    forward = torch.compile(model, dynamic=True) if compiled else model
+    evaluation_steps = hp["evaluation_steps"]
     logger.info(
-        "task {} training on {} ({}): {} train / {} validation rows, {} labels, {} steps",
-        job.task_id, device, autocast_dtype or "fp32", len(train_split.input_ids),
+        "task {} training on {} ({}{}): {} train / {} validation rows, {} labels, {} steps",
+        job.task_id, device, autocast_dtype or "fp32", ", compiled" if compiled else "", len(train_split.input_ids),
         len(validation_split.input_ids), len(dataset.label_names), total_steps,
     )
 
     # ---- the loop ----------------------------------------------------------------------------
     history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    best_state: dict[str, torch.Tensor] | None = None
+    best = BestSoFar()
     best_watch = -math.inf
     epochs_without_improvement = 0
     step = 0
@@ -297,11 +335,12 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
                 raise TrainingStopped()
             batch = make_batch(train_split, indices, pad_id, device)
             with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                output = model(**batch)
-            grad_scaler.scale(output.loss / accumulation).backward()
+                logits = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"], weight=weights)
+            grad_scaler.scale(loss / accumulation).backward()
             # Running sums stay on the device: reading them every step would force a host sync.
-            loss_sum += output.loss.detach().float() * len(indices)
-            correct += (output.logits.detach().argmax(dim=-1) == batch["labels"]).sum()
+            loss_sum += loss.detach() * len(indices)
+            correct += (logits.detach().argmax(dim=-1) == batch["labels"]).sum()
             epoch_samples += len(indices)
             samples_seen += len(indices)
             last_of_epoch = batch_index == len(batches) - 1
@@ -314,6 +353,17 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 step += 1
+                if evaluation_steps and step % evaluation_steps == 0 and not last_of_epoch:
+                    paused = time.perf_counter()
+                    evaluation = evaluate(model, validation_split, batch_size * 2, pad_id, device, autocast_dtype,
+                                          dataset.label_names)
+                    entry = {"epoch": epoch, "step": step, "val_loss": evaluation["loss"],
+                             "val_accuracy": evaluation["accuracy"], "val_macro_f1": evaluation["macro_f1"]}
+                    history.append(entry)
+                    report({"type": "evaluation", **entry, "is_best": best.offer(entry, evaluation, model)})
+                    model.train()
+                    # Evaluation time is not training time: keep samples/s and the ETA honest.
+                    epoch_start += time.perf_counter() - paused
             now = time.perf_counter()
             if now - last_report >= job.report_interval or last_of_epoch:
                 last_report = now
@@ -343,6 +393,7 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
                               dataset.label_names)
         entry = {
             "epoch": epoch,
+            "step": step,
             "train_loss": float(loss_sum.item() / max(1, epoch_samples)),
             "train_accuracy": float(correct.item() / max(1, epoch_samples)),
             "val_loss": evaluation["loss"],
@@ -350,11 +401,7 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
             "val_macro_f1": evaluation["macro_f1"],
         }
         history.append(entry)
-        is_best = best is None or evaluation["macro_f1"] > best["val_macro_f1"]
-        if is_best:
-            best = {**entry, "per_class": evaluation["per_class"], "confusion_matrix": evaluation["confusion_matrix"]}
-            # A CPU copy of the weights is far cheaper than saving a checkpoint per improvement.
-            best_state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+        is_best = best.offer(entry, evaluation, model)
         report({
             "type": "epoch",
             **entry,
@@ -380,15 +427,16 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
     # ---- saving ------------------------------------------------------------------------------
     if should_stop():
         raise TrainingStopped()
-    assert best is not None and best_state is not None
+    assert best.entry is not None and best.state is not None
     report({"type": "progress", "phase": "saving"})
     metrics = {
-        "best_epoch": best["epoch"],
-        "val_accuracy": best["val_accuracy"],
-        "val_macro_f1": best["val_macro_f1"],
-        "val_loss": best["val_loss"],
-        "per_class": best["per_class"],
-        "confusion_matrix": best["confusion_matrix"],
+        "best_epoch": best.entry["epoch"],
+        "best_step": best.entry["step"],
+        "val_accuracy": best.entry["val_accuracy"],
+        "val_macro_f1": best.entry["val_macro_f1"],
+        "val_loss": best.entry["val_loss"],
+        "per_class": best.entry["per_class"],
+        "confusion_matrix": best.entry["confusion_matrix"],
         "labels": dataset.label_names,
         "history": history,
         "train_rows": len(train_split.input_ids),
@@ -397,6 +445,8 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
         "training_seconds": round(training_seconds, 3),
         "device": str(device),
         "precision": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else "fp32",
+        "compiled": compiled,
+        "class_weights": weights.tolist() if weights is not None else None,
     }
-    artifacts = save_model(model, tokenizer, best_state, dataset.label_names, metrics, output_dir)
+    artifacts = save_model(model, tokenizer, best.state, dataset.label_names, metrics, output_dir)
     return {"metrics": metrics, "artifacts": artifacts}

@@ -80,3 +80,30 @@ def test_classification_report_matches_hand_computed_values() -> None:
     assert report["per_class"]["b"]["precision"] == pytest.approx(0.5)
     assert report["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert report["macro_f1"] == pytest.approx((0.8 + 2 / 3 + 0) / 3)
+
+
+def test_balanced_class_weights_and_step_evaluations(tmp_path: Path, base_models_dir: Path) -> None:
+    frame = labelled_frame(rows_per_label=30, seed=1)
+    imbalanced = frame[(frame["标签"] != "油烟") | (frame.index % 5 == 0)]  # 油烟 keeps about a fifth of its rows
+    data = write_csv(tmp_path / "imbalanced.csv", imbalanced)
+    job = job_for(tmp_path, base_models_dir, "w", class_weighting="balanced", evaluation_steps=4, epochs=2)
+    job = TrainingJob(job.task_id, str(data), None, job.base_model, job.base_models_dir, job.output_dir,
+                      job.hyperparameters, report_interval=0.0)
+    messages: list[dict] = []
+    result = run_training(job, messages.append, lambda: False)
+    weights = dict(zip(result["metrics"]["labels"], result["metrics"]["class_weights"], strict=True))
+    assert weights["油烟"] > 2 * weights["扬尘"] and weights["扬尘"] == weights["工业废气"]
+    evaluations = [m for m in messages if m["type"] == "evaluation"]
+    assert [m["step"] % 4 for m in evaluations] == [0] * len(evaluations) and len(evaluations) >= 2
+    steps = [entry["step"] for entry in result["metrics"]["history"]]
+    assert steps == sorted(steps) and len(steps) == len(evaluations) + 2
+    assert result["metrics"]["best_step"] in steps
+
+
+def test_gpus_are_shared_out_least_used_first() -> None:
+    from bertd.scheduler import least_loaded_gpu
+
+    assert least_loaded_gpu([0, 1], []) == 0
+    assert least_loaded_gpu([0, 1], [0]) == 1
+    assert least_loaded_gpu([0, 1], [0, 1]) == 0
+    assert least_loaded_gpu([2, 3], [2, 2, 3]) == 3
