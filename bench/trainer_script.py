@@ -138,6 +138,10 @@ def main() -> None:
         trainer.save_model(args.output)
         tokenizer.save_pretrained(args.output)
     result["wall_seconds"] = time.perf_counter() - START
+    import resource
+
+    result["peak_memory_mib"] = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
+                                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(result))
 
 
