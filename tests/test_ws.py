@@ -180,3 +180,24 @@ def test_snapshot_state_and_seq_come_from_the_same_instant() -> None:
     assert message["seq"] == 3 and subscriber.pending() == 1
     hub.publish("t", {"type": "end", "task": {}})
     assert hub.subscribe("t")[1] == {}  # an ended task has no live state: the database has it all
+
+
+async def test_idle_connections_get_pings(make_client) -> None:
+    client = await make_client(ws_heartbeat_seconds=0.2)
+    async with client.ws_connect("/api/v1/ws", autoping=False) as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
+        message = await ws.receive(timeout=5)
+        assert message.type == WSMsgType.PING
+        await ws.pong(message.data)
+
+
+async def test_shutdown_closes_every_socket_with_1001(make_client) -> None:
+    client = await make_client()
+    sockets = [await client.ws_connect("/api/v1/ws") for _ in range(3)]
+    for ws in sockets:
+        assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
+    await client.server.close()
+    for ws in sockets:
+        message = await ws.receive(timeout=5)
+        assert message.type == WSMsgType.CLOSE and message.data == 1001
+        await ws.close()
