@@ -137,3 +137,32 @@ async def test_callbacks_to_private_addresses_can_be_refused(make_client, aiohtt
     assert received == []
     assert task["callback"]["status"] == "failed" and task["callback"]["attempts"] == 1
     assert "non-public address 127.0.0.1" in task["callback"]["last_error"]
+
+
+async def test_no_new_tasks_while_shutting_down(make_client, csv_file: Path) -> None:
+    from bertd.keys import SCHEDULER
+
+    client = await make_client(training_function="standin:steady")
+    await upload(client, csv_file)
+    client.app[SCHEDULER].begin_shutdown()
+    response = await client.post(TASKS, json=task_body(csv_file.name, sheet_name=None))
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "service_unavailable"
+    assert (await (await client.get(TASKS)).json())["total"] == 0
+
+
+def test_listening_openly_without_a_token_warns() -> None:
+    from loguru import logger
+
+    from bertd.auth import warn_if_exposed
+    from bertd.config import Config
+
+    messages: list[str] = []
+    sink = logger.add(messages.append, level="WARNING", format="{message}")
+    try:
+        warn_if_exposed(Config(host="0.0.0.0"))
+        warn_if_exposed(Config(host="127.0.0.1"))
+        warn_if_exposed(Config(host="0.0.0.0", api_token="t"))
+    finally:
+        logger.remove(sink)
+    assert len(messages) == 1 and "without API_TOKEN" in messages[0]
