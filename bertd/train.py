@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import transformers
+
+# Imported here, at module level, so that a spare worker has done it before a job arrives;
+# BERT's modeling code is the common case, so it is loaded ahead too.
+import transformers.models.bert.modeling_bert  # noqa: F401
 from loguru import logger
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bertd.base_models import resolve_base_model
 from bertd.data import Dataset, load_dataset
@@ -223,9 +229,6 @@ def save_model(
 
 
 def load_model_and_tokenizer(job: TrainingJob, dataset: Dataset) -> tuple[torch.nn.Module, Any]:
-    import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     # The load report and progress bars are noise in a service log; our own lines say what matters.
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()

@@ -1,0 +1,58 @@
+"""Worker start-up: how long a user waits from POST to the first training step, with and without
+the spare worker (KEEP_SPARE_WORKER), phase by phase.
+
+    python bench/startup.py --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from datetime import UTC, datetime
+
+from common import build_base_model, machine_description, make_frame, running_server, temporary_directory
+
+PHASES = ("starting", "loading_data", "loading_model", "training")
+
+
+def one_task(server, body: dict) -> dict[str, float]:
+    started = time.perf_counter()
+    task_id = server.request("POST", "/api/v1/training/tasks", body)["task_id"]
+    seen: dict[str, float] = {}
+    while "training" not in seen:
+        phase = server.request("GET", f"/api/v1/training/tasks/{task_id}")["progress"]["phase"]
+        seen.setdefault(phase, time.perf_counter() - started)
+        time.sleep(0.02)
+    server.wait_for(task_id, {"completed", "failed"})
+    time.sleep(1.5)  # let the next spare finish its imports, as it would between real tasks
+    return seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    arguments = parser.parse_args()
+    work = temporary_directory()
+    build_base_model(work / "data" / "base_models" / "bench-bert", hidden=128, layers=2, heads=2)
+    data = work / "startup.xlsx"
+    make_frame(300, mean_chars=60).to_excel(data, index=False)
+    body = {"model_name_cn": "启动", "model_name_en": "startup", "training_data_file": data.name,
+            "base_model": "bench-bert", "hyperparameters": {"text_column": "内容合并", "label_column": "标签列",
+                                                            "epochs": 1, "batch_size": 32}}
+    print(f"{datetime.now(UTC):%Y-%m-%d}, {machine_description()}\n`python bench/startup.py --repeat {arguments.repeat}`\n")
+    print("| spare worker | POST -> loading_data | POST -> loading_model | POST -> first step |")
+    print("|---|---|---|---|")
+    for spare in ("false", "true"):
+        with running_server(work / f"data-{spare}", KEEP_SPARE_WORKER=spare,
+                            BASE_MODELS_DIR=str(work / "data" / "base_models")) as server:
+            server.upload(data)
+            time.sleep(3)  # the spare (if any) does its imports before the first task, as in service
+            runs = [one_task(server, body) for _ in range(arguments.repeat)]
+        cells = [f"{statistics.median(r.get(p, float('nan')) for r in runs):.2f} s"
+                 for p in ("loading_data", "loading_model", "training")]
+        print(f"| {spare} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
