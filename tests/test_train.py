@@ -107,3 +107,20 @@ def test_gpus_are_shared_out_least_used_first() -> None:
     assert least_loaded_gpu([0, 1], [0]) == 1
     assert least_loaded_gpu([0, 1], [0, 1]) == 0
     assert least_loaded_gpu([2, 3], [2, 2, 3]) == 3
+
+
+def test_worker_messages_say_what_to_do() -> None:
+    import errno
+
+    import torch
+
+    from bertd.worker import user_message
+
+    oom = user_message(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert oom.startswith("out of GPU memory") and "batch_size" in oom and "max_sequence_length" in oom
+    full = user_message(OSError(errno.ENOSPC, "No space left on device", "/data/models/x/model.safetensors"))
+    assert full == ("could not write /data/models/x/model.safetensors: No space left on device; "
+                    "free disk space in DATA_DIR or make it writable")
+    other = user_message(ValueError("bad thing\nwith a second line"))
+    assert other == "training failed with ValueError: bad thing"
+    assert len(user_message(RuntimeError("x" * 5000))) <= 500
