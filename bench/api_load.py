@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 
 import aiohttp
-from common import build_base_model, machine_description, make_frame, running_server, temporary_directory
+from common import machine_description, prepare_workload, running_server
 from ws_fanout import percentile
 
 
@@ -80,14 +80,7 @@ def main() -> None:
                         help="seconds each client waits between requests (0: as fast as it can)")
     arguments = parser.parse_args()
 
-    work = temporary_directory()
-    build_base_model(work / "data" / "base_models" / "bench-bert", hidden=128, layers=2, heads=2)
-    data = work / "load.csv"
-    make_frame(arguments.rows, mean_chars=60).to_csv(data, index=False)
-    body = {"model_name_cn": "负载", "model_name_en": "load", "training_data_file": data.name,
-            "base_model": "bench-bert",
-            "hyperparameters": {"text_column": "内容合并", "label_column": "标签列", "epochs": arguments.epochs,
-                                "batch_size": 32, "learning_rate": 5e-4, "max_sequence_length": 128}}
+    work, data, body = prepare_workload("load", arguments.rows, arguments.epochs)
     with running_server(work / "data", MAX_CONCURRENT_TASKS="2") as server:
         server.upload(data)
         quiet = train_two(server, body)

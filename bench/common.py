@@ -140,3 +140,17 @@ def machine_description() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def prepare_workload(name: str, rows: int, epochs: int, mean_chars: int = 60) -> tuple[Path, Path, dict[str, Any]]:
+    """A work folder with a tiny base model (hidden 128, 2 layers) and a CSV, and the task body
+    that trains on them: the shared set-up of the service benchmarks."""
+    work = temporary_directory()
+    build_base_model(work / "data" / "base_models" / "bench-bert", hidden=128, layers=2, heads=2)
+    data = work / f"{name}.csv"
+    make_frame(rows, mean_chars=mean_chars).to_csv(data, index=False)
+    body = {"model_name_cn": "基准", "model_name_en": name, "training_data_file": data.name,
+            "base_model": "bench-bert",
+            "hyperparameters": {"text_column": "内容合并", "label_column": "标签列", "epochs": epochs,
+                                "batch_size": 32, "learning_rate": 5e-4, "max_sequence_length": 128}}
+    return work, data, body

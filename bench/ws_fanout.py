@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 
 import aiohttp
-from common import build_base_model, machine_description, make_frame, running_server, temporary_directory
+from common import machine_description, prepare_workload, running_server
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -79,14 +79,7 @@ def main() -> None:
     parser.add_argument("--nice", action="store_true", help="run the subscribers at nice 19")
     arguments = parser.parse_args()
 
-    work = temporary_directory()
-    build_base_model(work / "data" / "base_models" / "bench-bert", hidden=128, layers=2, heads=2)
-    data = work / "fanout.csv"
-    make_frame(arguments.rows, mean_chars=60).to_csv(data, index=False)
-    body = {"model_name_cn": "基准", "model_name_en": "bench", "training_data_file": data.name,
-            "base_model": "bench-bert",
-            "hyperparameters": {"text_column": "内容合并", "label_column": "标签列", "epochs": arguments.epochs,
-                                "batch_size": 32, "learning_rate": 5e-4, "max_sequence_length": 128}}
+    work, data, body = prepare_workload("fanout", arguments.rows, arguments.epochs)
     results = []
     with running_server(work / "data", PROGRESS_REPORT_INTERVAL=str(arguments.report_interval),
                         PROGRESS_WRITE_INTERVAL="1") as server:
