@@ -1,0 +1,1400 @@
+// bertd dashboard: a task list kept live over WebSockets, a page per task with curves drawn on
+// <canvas>, and the upload / create-task forms. Plain browser JavaScript: no build step, no
+// libraries, nothing fetched from outside the server (bertd often runs without internet).
+"use strict";
+
+const API = "/api/v1";
+const TOKEN_KEY = "bertd.apiToken";
+const TERMINAL = new Set(["completed", "failed", "stopped"]);
+const ACTIVE = new Set(["queued", "training", "stopping"]);
+// These hyperparameters depend on the chosen file, so the Data section edits them with dropdowns
+// instead of the generic fields built from the schema.
+const DATA_HYPERPARAMETERS = new Set(["text_column", "label_column", "sheet_name", "validation_sheet_name"]);
+// Shown first; every other hyperparameter goes under "More hyperparameters".
+const MAIN_HYPERPARAMETERS = ["epochs", "batch_size", "learning_rate", "max_sequence_length"];
+const TEXT_COLUMN_HINT = /内容|文本|正文|句子|text|content|sentence|comment/i;
+const LABEL_COLUMN_HINT = /标签|类别|分类|类型|label|class|category|target/i;
+const CHART_FONT = '12px system-ui, "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif';
+const COLORS = { train: "#2563eb", val: "#ea580c", f1: "#16a34a", trainAcc: "#93c5fd" };
+
+const state = {
+  tasks: new Map(),       // task_id -> task record, plus _seq (last live message applied) and _warnings
+  files: [],              // records from GET /files
+  schema: null,           // components.schemas.TaskRequest
+  viewTaskId: null,       // the task whose page is open, or null for the new-task view
+  globalSocket: null,
+  globalRetryMs: 1000,
+  taskSocket: null,
+  chart: emptyChart(null),
+};
+
+// ---------------------------------------------------------------- small helpers
+
+function $(id) {
+  return document.getElementById(id);
+}
+
+// Builds DOM nodes with textContent only, so task names and file contents can never inject HTML.
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+function isNumber(value) {
+  return typeof value === "number" && Number.isFinite(value);
+}
+
+function fmtNumber(value, digits = 4) {
+  return isNumber(value) ? String(Number(value.toPrecision(digits))) : "–";
+}
+
+function fmtFixed(value, digits = 3) {
+  return isNumber(value) ? value.toFixed(digits) : "–";
+}
+
+function fmtPercent(value) {
+  return isNumber(value) ? `${(value * 100).toFixed(1)}%` : "–";
+}
+
+function fmtTime(iso) {
+  if (!iso) return "–";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+function fmtDuration(seconds) {
+  if (!isNumber(seconds)) return "–";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function fmtBytes(bytes) {
+  if (!isNumber(bytes)) return "–";
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1 << 20) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / (1 << 20)).toFixed(1)} MB`;
+}
+
+function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+function taskPath(taskId, suffix = "") {
+  return `/training/tasks/${encodeURIComponent(taskId)}${suffix}`;
+}
+
+// ---------------------------------------------------------------- API token and requests
+
+function getToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return "";  // storage disabled (some private modes): the token then lasts for this page only
+  }
+}
+
+function setToken(token) {
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* see getToken */
+  }
+}
+
+function authHeaders() {
+  const token = getToken();
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+// Browsers cannot set headers on a WebSocket, so the token travels as ?token= there.
+function wsUrl(path) {
+  const url = new URL(API + path, location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  const token = getToken();
+  if (token) url.searchParams.set("token", token);
+  return url.toString();
+}
+
+class ApiError extends Error {
+  constructor(status, code, message, details) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+// Every call goes through here: adds the token, sends JSON or multipart, and turns the API's
+// {"error": {code, message, details}} body into an ApiError the forms can show as it is.
+async function request(method, path, body) {
+  const headers = authHeaders();
+  let payload;
+  if (body instanceof FormData) payload = body;  // the browser sets the multipart boundary itself
+  else if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(API + path, { method, headers, body: payload, cache: "no-store" });
+  } catch (error) {
+    throw new ApiError(0, "network_error", `Cannot reach the bertd server (${error.message}).`, null);
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = data && data.error ? data.error
+      : { code: `http_${response.status}`, message: text.slice(0, 300) || response.statusText, details: null };
+    if (response.status === 401) showAuthPrompt(error.message);
+    throw new ApiError(response.status, error.code, error.message, error.details);
+  }
+  return { status: response.status, data };
+}
+
+async function api(method, path, body) {
+  return (await request(method, path, body)).data;
+}
+
+function showAuthPrompt(message) {
+  $("auth-message").textContent = message ? `(${message})` : "";
+  $("auth-prompt").hidden = false;
+  $("token-form").classList.add("attention");
+  $("token-input").focus();
+}
+
+function hideAuthPrompt() {
+  $("auth-prompt").hidden = true;
+  $("token-form").classList.remove("attention");
+}
+
+function onTokenSaved(event) {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  // fetch() refuses header values outside Latin-1, and would report it as a network failure.
+  if (!/^[\x21-\x7e]*$/.test(token)) {
+    showNotice("The API token can only hold printable ASCII characters (it is sent in an HTTP header).");
+    return;
+  }
+  setToken(token);
+  hideAuthPrompt();
+  // Everything loaded so far may have failed with 401: load it again and reopen the streams.
+  loadTasks();
+  loadFiles();
+  if (!state.schema) loadSchema();
+  connectGlobalSocket();
+  if (state.viewTaskId) openTask(state.viewTaskId);
+}
+
+// ---------------------------------------------------------------- error display
+
+function fieldElement(field) {
+  return field ? document.querySelector(`[data-field="${CSS.escape(field)}"]`) : null;
+}
+
+function clearError(box) {
+  box.hidden = true;
+  box.replaceChildren();
+  for (const node of document.querySelectorAll(".field.invalid")) node.classList.remove("invalid");
+}
+
+// Shows the API's message as it is (it names the field, file or column), plus its code, and
+// marks the form field it names, if the form has one.
+function showError(box, error) {
+  const details = error.details && typeof error.details === "object" ? error.details : null;
+  const extra = details ? Object.entries(details).filter(([key]) => key !== "field") : [];
+  box.replaceChildren(
+    el("strong", { text: error.message || String(error) }),
+    el("div", { class: "error-meta" },
+      error.code ? el("code", { text: error.code }) : null,
+      error.status ? ` HTTP ${error.status}` : null,
+      extra.length ? ` · ${extra.map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(", ")}` : null),
+  );
+  box.hidden = false;
+  const field = fieldElement(details && details.field);
+  if (field) {
+    field.classList.add("invalid");
+    field.closest("details")?.setAttribute("open", "");
+    field.scrollIntoView({ block: "center", behavior: "smooth" });
+  }
+}
+
+function showNotice(message) {
+  $("notice-text").textContent = message;
+  $("notice").hidden = false;
+}
+
+// ---------------------------------------------------------------- server info and live state
+
+async function loadHealth() {
+  try {
+    const health = await api("GET", "/health");
+    const devices = (health.devices || []).map((d) => (d.type === "cuda" ? d.name || "cuda" : "cpu"));
+    $("server-info").textContent = `v${health.version} · ${[...new Set(devices)].join(", ") || "cpu"}`;
+  } catch {
+    $("server-info").textContent = "";
+  }
+}
+
+function setLive(stateName) {
+  const indicator = $("live-indicator");
+  indicator.dataset.state = stateName;
+  indicator.querySelector(".label").textContent = stateName;
+}
+
+// The database lags the live stream by up to PROGRESS_WRITE_INTERVAL, so a task re-read over
+// REST keeps the newer live progress it already has.
+function mergeRestTask(record) {
+  const known = state.tasks.get(record.task_id);
+  // A task never leaves a terminal status: a list fetched before the end arrived is stale.
+  if (known && TERMINAL.has(known.status) && !TERMINAL.has(record.status)) return known;
+  if (known) {
+    const knownStep = (known.progress && known.progress.step) || 0;
+    const restStep = (record.progress && record.progress.step) || 0;
+    if (known.status === record.status && ACTIVE.has(record.status) && knownStep > restStep) {
+      record.progress = known.progress;
+    }
+    keepClientFields(known, record);
+  }
+  state.tasks.set(record.task_id, record);
+  return record;
+}
+
+// Fields starting with "_" are this page's own (last seq applied, live warnings, the latest
+// epoch's metrics): a fresh copy of the record from the server keeps them.
+function keepClientFields(from, to) {
+  for (const [key, value] of Object.entries(from)) {
+    if (key.startsWith("_") && !(key in to)) to[key] = value;
+  }
+}
+
+// A snapshot's task is the state as of `seq`: it replaces what we have unless we are further on.
+function mergeSnapshotTask(record, seq) {
+  const known = state.tasks.get(record.task_id);
+  if (known && isNumber(known._seq) && isNumber(seq) && known._seq > seq) return known;
+  record._seq = seq;
+  if (known) keepClientFields(known, record);
+  state.tasks.set(record.task_id, record);
+  return record;
+}
+
+// Applies one live message to the task it names. Both the global and the per-task socket carry
+// the same messages; `seq` increases by one per message per task, so a message seen on one
+// socket is skipped on the other. Returns whether the message was new.
+function applyLiveMessage(message) {
+  const task = state.tasks.get(message.task_id);
+  if (!task) return false;
+  if (isNumber(message.seq) && isNumber(task._seq) && message.seq <= task._seq) return false;
+  if (isNumber(message.seq)) task._seq = message.seq;
+  const { type, task_id: _id, seq: _seq, at: _at, ...fields } = message;
+  if (type === "progress") {
+    task.progress = { ...(task.progress || {}), ...fields };
+  } else if (type === "epoch" || type === "evaluation") {
+    const { per_class: _pc, confusion_matrix: _cm, is_best: _best, ...numbers } = fields;
+    task.progress = { ...(task.progress || {}), ...numbers };
+    task._lastEvaluation = fields;
+  } else if (type === "status") {
+    task.status = fields.status;
+    if (fields.error_message) task.error_message = fields.error_message;
+  } else if (type === "warning") {
+    task._warnings = [...(task._warnings || []), fields.message];
+  } else if (type === "end" && fields.task) {
+    Object.assign(task, fields.task);
+  }
+  renderTask(task);
+  return true;
+}
+
+// ---------------------------------------------------------------- global WebSocket (task list)
+
+const reloadTasksSoon = debounce(() => loadTasks(), 300);
+
+function connectGlobalSocket() {
+  if (state.globalSocket) {
+    state.globalSocket.onclose = null;
+    state.globalSocket.close();
+  }
+  const socket = new WebSocket(wsUrl("/ws"));
+  state.globalSocket = socket;
+  setLive("connecting");
+  socket.onopen = () => {
+    setLive("live");
+    state.globalRetryMs = 1000;
+  };
+  socket.onmessage = (event) => onGlobalMessage(JSON.parse(event.data));
+  socket.onclose = () => {
+    if (state.globalSocket !== socket) return;
+    // Closed by a server restart, a proxy, or 4008 (too slow): reconnect for a fresh snapshot,
+    // backing off so a server that is down is not hammered. While the token prompt is up the
+    // server refuses us anyway; saving a token reconnects.
+    setLive("offline");
+    if (!$("auth-prompt").hidden) return;
+    setTimeout(connectGlobalSocket, state.globalRetryMs);
+    state.globalRetryMs = Math.min(state.globalRetryMs * 2, 15000);
+  };
+}
+
+function onGlobalMessage(message) {
+  if (message.type === "snapshot") {
+    for (const task of message.tasks || []) mergeSnapshotTask(task, task.seq);
+    renderTaskList();
+    // Tasks that ended while we were disconnected are not in the snapshot (active ones only).
+    reloadTasksSoon();
+    return;
+  }
+  if (!state.tasks.has(message.task_id)) {
+    reloadTasksSoon();  // a task created elsewhere (another tab, curl)
+    return;
+  }
+  applyLiveMessage(message);
+  if (message.type === "status" || message.type === "end") reloadTasksSoon();
+}
+
+// ---------------------------------------------------------------- task list
+
+async function loadTasks() {
+  try {
+    const page = await api("GET", "/training/tasks?page_size=50");
+    const listed = new Set();
+    for (const record of page.tasks) {
+      mergeRestTask(record);
+      listed.add(record.task_id);
+    }
+    // Deleted elsewhere: drop it, but keep the task whose page is open (it has its own stream).
+    for (const taskId of [...state.tasks.keys()]) {
+      if (!listed.has(taskId) && taskId !== state.viewTaskId) state.tasks.delete(taskId);
+    }
+    $("task-count").textContent = page.total > page.tasks.length ? `(${page.tasks.length} of ${page.total})`
+      : `(${page.total})`;
+    hideAuthPrompt();
+    renderTaskList();
+  } catch (error) {
+    if (error.status !== 401) showNotice(`Could not load the task list: ${error.message}`);
+  }
+}
+
+function progressPercent(task) {
+  if (task.status === "completed") return 100;
+  const value = task.progress && task.progress.progress_percentage;
+  return isNumber(value) ? Math.max(0, Math.min(100, value)) : 0;
+}
+
+function setProgressBar(container, task) {
+  const percent = progressPercent(task);
+  const bar = container.querySelector(".progress-bar");
+  container.dataset.status = task.status;
+  bar.style.width = `${percent}%`;
+  bar.dataset.value = String(percent);
+  bar.setAttribute("aria-valuenow", String(percent));
+}
+
+function setStatusBadge(badge, status) {
+  badge.dataset.status = status;
+  badge.textContent = status;
+}
+
+function shortProgress(task) {
+  const p = task.progress || {};
+  if (task.status === "queued") return task.queue_position ? `queued #${task.queue_position}` : "queued";
+  if (TERMINAL.has(task.status)) {
+    const seconds = (Date.parse(task.finished_at) - Date.parse(task.started_at)) / 1000;
+    return isNumber(seconds) ? `${task.status} in ${fmtDuration(seconds)}` : "";
+  }
+  const epoch = p.total_epochs ? `epoch ${p.current_epoch || 0}/${p.total_epochs}` : "";
+  return [p.phase && p.phase !== "training" ? p.phase : null, epoch, `${progressPercent(task).toFixed(0)}%`]
+    .filter(Boolean).join(" · ");
+}
+
+const taskRows = new Map();  // task_id -> <tr>, reused so live updates touch only a few nodes
+
+function taskRow(task) {
+  let row = taskRows.get(task.task_id);
+  if (!row) {
+    const open = () => { location.hash = `#/tasks/${encodeURIComponent(task.task_id)}`; };
+    row = el("tr", {
+      class: "task-row", tabindex: "0", dataset: { taskId: task.task_id },
+      onclick: open, onkeydown: (e) => { if (e.key === "Enter") open(); },
+    },
+    el("td", {}, el("div", { class: "task-name" }), el("div", { class: "task-sub muted" })),
+    el("td", {}, el("span", { class: "status-badge" })),
+    el("td", { class: "progress-col" },
+      el("div", { class: "progress" }, el("div", { class: "progress-bar", role: "progressbar" })),
+      el("div", { class: "progress-note muted" })),
+    el("td", { class: "muted nowrap" }));
+    taskRows.set(task.task_id, row);
+  }
+  updateTaskRow(row, task);
+  return row;
+}
+
+function updateTaskRow(row, task) {
+  row.dataset.status = task.status;
+  row.classList.toggle("selected", task.task_id === state.viewTaskId);
+  row.querySelector(".task-name").textContent = task.model_name_cn;
+  row.querySelector(".task-sub").textContent = `${task.model_name_en} · ${task.base_model}`;
+  setStatusBadge(row.querySelector(".status-badge"), task.status);
+  setProgressBar(row.querySelector(".progress"), task);
+  row.querySelector(".progress-note").textContent = shortProgress(task);
+  row.cells[3].textContent = fmtTime(task.created_at).slice(5, 16);
+}
+
+function renderTaskList() {
+  const tasks = [...state.tasks.values()].sort((a, b) => (b.created_at || "").localeCompare(a.created_at || ""));
+  for (const taskId of [...taskRows.keys()]) {
+    if (!state.tasks.has(taskId)) taskRows.delete(taskId);
+  }
+  $("task-list").replaceChildren(...tasks.map(taskRow));
+  $("task-empty").hidden = tasks.length > 0;
+  $("task-table").hidden = tasks.length === 0;
+}
+
+// Called on every change of one task: its row, and its page when that is open.
+function renderTask(task) {
+  const row = taskRows.get(task.task_id);
+  if (row) updateTaskRow(row, task);
+  else renderTaskList();
+  if (task.task_id === state.viewTaskId) renderTaskView(task);
+}
+
+// ---------------------------------------------------------------- routing
+
+function route() {
+  const match = location.hash.match(/^#\/tasks\/([^/?]+)/);
+  if (match) openTask(decodeURIComponent(match[1]));
+  else showNewTaskView();
+}
+
+function showNewTaskView() {
+  closeTaskSocket();
+  state.viewTaskId = null;
+  $("task-view").hidden = true;
+  $("new-task-view").hidden = false;
+  for (const row of taskRows.values()) row.classList.remove("selected");
+}
+
+// ---------------------------------------------------------------- upload form
+
+async function onUpload(event) {
+  event.preventDefault();
+  const box = $("upload-error");
+  clearError(box);
+  const file = $("upload-file").files[0];
+  if (!file) {
+    showError(box, { message: "Choose a .xlsx or .csv file first." });
+    return;
+  }
+  const button = $("upload-button");
+  button.disabled = true;
+  button.textContent = "Uploading…";
+  try {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const { status, data } = await request("POST", "/files", form);
+    showUploadResult(data, status === 200);
+    await loadFiles(data.filename);
+  } catch (error) {
+    $("upload-result").hidden = true;
+    showError(box, error);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Upload";
+  }
+}
+
+function showUploadResult(record, alreadyThere) {
+  const rows = record.sheets.map((sheet) => el("tr", {
+    class: "sheet-row", dataset: { sheet: sheet.name }, title: "Use this sheet",
+    onclick: () => { selectValue($("sheet-name"), sheet.name); onSheetChange(); },
+  },
+  el("td", { text: sheet.name }),
+  el("td", { class: "num", text: sheet.rows }),
+  el("td", {}, sheet.columns.map((column) => el("span", { class: "chip", text: column })))));
+  $("upload-result").replaceChildren(
+    el("div", { class: "upload-summary" },
+      el("strong", { text: record.filename }),
+      ` · ${fmtBytes(record.size_bytes)} · ${record.sheets.length} sheet(s)`,
+      alreadyThere ? el("span", { class: "muted", text: " · already uploaded with the same content" }) : null),
+    el("table", { class: "data-table", id: "upload-sheets" },
+      el("thead", {}, el("tr", {}, el("th", { text: "Sheet" }), el("th", { text: "Rows" }), el("th", { text: "Columns" }))),
+      el("tbody", {}, rows)),
+  );
+  $("upload-result").hidden = false;
+}
+
+// ---------------------------------------------------------------- create form: files, sheets, columns
+
+async function loadFiles(preferred) {
+  try {
+    state.files = (await api("GET", "/files")).files;
+  } catch (error) {
+    if (error.status !== 401) showNotice(`Could not load the uploaded files: ${error.message}`);
+    return;
+  }
+  const training = $("training-file");
+  const current = preferred || training.value;
+  fillSelect(training, state.files.map((f) => [f.filename, f.filename]), current,
+    state.files.length ? null : "(upload a file first)");
+  const validation = $("validation-file");
+  fillSelect(validation, [["", "(none: split the training data)"],
+    ...state.files.map((f) => [f.filename, f.filename])], validation.value);
+  onTrainingFileChange();
+  onValidationFileChange();
+}
+
+function fillSelect(select, options, wanted, emptyLabel = null) {
+  const values = options.map(([value]) => value);
+  select.replaceChildren(...options.map(([value, label]) => el("option", { value, text: label })));
+  if (!options.length && emptyLabel) select.append(el("option", { value: "", text: emptyLabel }));
+  select.value = values.includes(wanted) ? wanted : (values[0] ?? "");
+}
+
+function selectValue(select, value) {
+  if ([...select.options].some((option) => option.value === value)) select.value = value;
+}
+
+function fileRecord(filename) {
+  return state.files.find((f) => f.filename === filename) || null;
+}
+
+function onTrainingFileChange() {
+  const record = fileRecord($("training-file").value);
+  const sheets = record ? record.sheets : [];
+  fillSelect($("sheet-name"), sheets.map((s) => [s.name, `${s.name} (${s.rows} rows)`]), $("sheet-name").value);
+  $("sheet-hint").textContent = record && record.filename.toLowerCase().endsWith(".csv")
+    ? "A CSV file has one sheet." : "Sheet to read.";
+  onSheetChange();
+  suggestModelNames(record);
+}
+
+function onSheetChange() {
+  const record = fileRecord($("training-file").value);
+  const sheet = record && record.sheets.find((s) => s.name === $("sheet-name").value);
+  const columns = sheet ? sheet.columns : [];
+  const options = columns.map((c) => [c, c]);
+  const textSelect = $("text-column");
+  const labelSelect = $("label-column");
+  const text = columns.includes(textSelect.value) ? textSelect.value : guessColumn(columns, "text_column", TEXT_COLUMN_HINT);
+  fillSelect(textSelect, options, text);
+  const others = columns.filter((c) => c !== textSelect.value);
+  const label = columns.includes(labelSelect.value) && labelSelect.value !== textSelect.value
+    ? labelSelect.value : guessColumn(others, "label_column", LABEL_COLUMN_HINT, true);
+  fillSelect(labelSelect, options, label);
+}
+
+// The schema's default column name when the sheet has it, else a column whose name looks right.
+function guessColumn(columns, hyperparameter, hint, preferLast = false) {
+  const fallback = schemaDefault(hyperparameter);
+  if (columns.includes(fallback)) return fallback;
+  const hinted = columns.find((c) => hint.test(c));
+  if (hinted) return hinted;
+  return preferLast ? columns[columns.length - 1] : columns[0];
+}
+
+function onValidationFileChange() {
+  const record = fileRecord($("validation-file").value);
+  $("validation-sheet-field").hidden = !record;
+  fillSelect($("validation-sheet-name"), record ? record.sheets.map((s) => [s.name, `${s.name} (${s.rows} rows)`]) : [],
+    $("validation-sheet-name").value);
+}
+
+// Fills the model names from the file name until the user types their own.
+function suggestModelNames(record) {
+  if (!record) return;
+  const stem = record.filename.replace(/\.[^.]+$/, "");
+  const cn = $("model-name-cn");
+  const en = $("model-name-en");
+  if (!cn.dataset.touched) cn.value = stem.slice(0, 200);
+  if (!en.dataset.touched) {
+    const ascii = stem.normalize("NFKD").replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[^A-Za-z0-9]+|-+$/g, "");
+    en.value = (ascii.length >= 3 ? ascii : `model-${new Date().toISOString().slice(0, 10)}`).slice(0, 100);
+  }
+}
+
+// ---------------------------------------------------------------- create form: hyperparameters from the schema
+
+async function loadSchema() {
+  try {
+    const document_ = await api("GET", "/openapi.json");
+    state.schema = document_.components.schemas.TaskRequest;
+  } catch (error) {
+    showNotice(`Could not read the API schema (${error.message}); the create form is incomplete.`);
+    return;
+  }
+  const properties = state.schema.properties;
+  $("base-model").value = properties.base_model.default ?? "";
+  $("base-model-hint").textContent = properties.base_model.description || "";
+  buildHyperparameterFields(properties.hyperparameters.properties || {});
+  onSheetChange();  // the default column names come from the schema
+}
+
+function schemaDefault(hyperparameter) {
+  const spec = state.schema && state.schema.properties.hyperparameters.properties[hyperparameter];
+  return spec ? spec.default : undefined;
+}
+
+function buildHyperparameterFields(properties) {
+  const main = $("hyperparameters-main");
+  const advanced = $("hyperparameters-advanced");
+  main.replaceChildren();
+  advanced.replaceChildren();
+  const names = Object.keys(properties).filter((name) => {
+    const type = primaryType(properties[name]);
+    // Nested settings (lora) are left out: the server fills in their defaults.
+    return !DATA_HYPERPARAMETERS.has(name) && type !== "object" && type !== "array";
+  });
+  const rank = (name) => (MAIN_HYPERPARAMETERS.includes(name) ? MAIN_HYPERPARAMETERS.indexOf(name) : 100);
+  names.sort((a, b) => rank(a) - rank(b));
+  for (const name of names) {
+    (MAIN_HYPERPARAMETERS.includes(name) ? main : advanced).append(hyperparameterField(name, properties[name]));
+  }
+  $("hyperparameters-more").querySelector("summary").textContent =
+    `More hyperparameters (${advanced.children.length})`;
+}
+
+function primaryType(spec) {
+  const types = [].concat(spec.type || "string");
+  return types.find((t) => t !== "null") || "string";
+}
+
+function isNullable(spec) {
+  return [].concat(spec.type || []).includes("null");
+}
+
+function hyperparameterField(name, spec) {
+  const type = primaryType(spec);
+  const nullable = isNullable(spec);
+  const control = hyperparameterControl(name, spec, type, nullable);
+  control.id = `hp-${name}`;
+  control.dataset.hp = name;
+  control.dataset.type = type;
+  if (nullable) control.dataset.nullable = "true";
+  const range = [
+    isNumber(spec.minimum) ? `≥ ${spec.minimum}` : null,
+    isNumber(spec.exclusiveMinimum) ? `> ${spec.exclusiveMinimum}` : null,
+    isNumber(spec.maximum) ? `≤ ${spec.maximum}` : null,
+  ].filter(Boolean).join(", ");
+  const hint = [spec.description, `Default: ${JSON.stringify(spec.default ?? null)}`, range].filter(Boolean).join(" ");
+  const label = el("label", { class: `field${type === "boolean" ? " field-check" : ""}`, dataset: { field: `hyperparameters.${name}` }, title: hint },
+    el("span", { class: "name", text: name }),
+    control,
+    el("span", { class: "hint" }, spec.description || "", " ",
+      el("span", { class: "default", text: `default ${JSON.stringify(spec.default ?? null)}${range ? `; ${range}` : ""}` })));
+  return label;
+}
+
+function hyperparameterControl(name, spec, type, nullable) {
+  if (spec.enum) {
+    const options = spec.enum.map((value) => el("option", { value: String(value), text: String(value) }));
+    if (nullable) options.unshift(el("option", { value: "", text: "(null)" }));
+    const select = el("select", {}, options);
+    select.value = spec.default === null || spec.default === undefined ? "" : String(spec.default);
+    return select;
+  }
+  if (type === "boolean") {
+    const box = el("input", { type: "checkbox" });
+    box.checked = Boolean(spec.default);
+    return box;
+  }
+  if (type === "integer" || type === "number") {
+    const input = el("input", {
+      type: "number", step: type === "integer" ? "1" : "any", inputmode: type === "integer" ? "numeric" : "decimal",
+      min: isNumber(spec.minimum) ? spec.minimum : null, max: isNumber(spec.maximum) ? spec.maximum : null,
+      placeholder: nullable ? "null" : "",
+    });
+    input.value = isNumber(spec.default) ? String(spec.default) : "";
+    return input;
+  }
+  const input = el("input", { type: "text", spellcheck: "false", placeholder: nullable ? "null" : "" });
+  input.value = spec.default ?? "";
+  return input;
+}
+
+class FormError extends Error {
+  constructor(field, message) {
+    super(message);
+    this.details = { field };
+    this.code = "form";
+  }
+}
+
+// Reads one generated control as the JSON type the schema wants: numbers as numbers, booleans
+// as booleans, null for an empty nullable field. An empty non-nullable field is left out, so
+// the server applies its default.
+function controlValue(control) {
+  const { type, nullable, hp } = control.dataset;
+  if (type === "boolean") return control.checked;
+  if (control.validity && control.validity.badInput) {
+    throw new FormError(`hyperparameters.${hp}`, `hyperparameters.${hp}: not a number`);
+  }
+  const raw = control.value.trim();
+  if (raw === "") return nullable ? null : undefined;
+  if (type === "integer" || type === "number") {
+    const value = Number(raw);
+    if (!Number.isFinite(value)) throw new FormError(`hyperparameters.${hp}`, `hyperparameters.${hp}: not a number`);
+    return value;
+  }
+  return raw;
+}
+
+function readTaskRequest() {
+  const trainingFile = $("training-file").value;
+  if (!trainingFile) throw new FormError("training_data_file", "Upload a training file first (step 1).");
+  const hyperparameters = {};
+  for (const control of document.querySelectorAll("[data-hp]")) {
+    const value = controlValue(control);
+    if (value !== undefined) hyperparameters[control.dataset.hp] = value;
+  }
+  hyperparameters.sheet_name = $("sheet-name").value || null;
+  hyperparameters.text_column = $("text-column").value;
+  hyperparameters.label_column = $("label-column").value;
+  const validationFile = $("validation-file").value || null;
+  hyperparameters.validation_sheet_name = validationFile ? $("validation-sheet-name").value || null : null;
+  const body = {
+    model_name_cn: $("model-name-cn").value.trim(),
+    model_name_en: $("model-name-en").value.trim(),
+    training_data_file: trainingFile,
+    validation_data_file: validationFile,
+    callback_url: $("callback-url").value.trim() || null,
+    hyperparameters,
+  };
+  const baseModel = $("base-model").value.trim();
+  if (baseModel) body.base_model = baseModel;
+  return body;
+}
+
+async function onCreate(event) {
+  event.preventDefault();
+  const box = $("create-error");
+  clearError(box);
+  const button = $("create-button");
+  let body;
+  try {
+    body = readTaskRequest();
+  } catch (error) {
+    showError(box, error);
+    return;
+  }
+  button.disabled = true;
+  $("create-status").textContent = "Creating…";
+  try {
+    const task = await api("POST", "/training/tasks", body);
+    $("create-status").textContent = task.message || "Task created.";
+    mergeRestTask(task);
+    renderTaskList();
+    location.hash = `#/tasks/${encodeURIComponent(task.task_id)}`;
+  } catch (error) {
+    $("create-status").textContent = "";
+    showError(box, error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- one task's page
+
+async function openTask(taskId) {
+  const switching = state.viewTaskId !== taskId;
+  state.viewTaskId = taskId;
+  $("new-task-view").hidden = true;
+  $("task-view").hidden = false;
+  for (const row of taskRows.values()) row.classList.toggle("selected", row.dataset.taskId === taskId);
+  if (switching) {
+    state.chart = emptyChart(taskId);
+    for (const id of ["task-action-error", "predict-error"]) clearError($(id));
+    $("predict-results").hidden = true;
+    $("task-action-status").textContent = "";
+    $("task-events").replaceChildren();
+  }
+  closeTaskSocket();
+  const known = state.tasks.get(taskId);
+  if (known) renderTaskView(known);
+  try {
+    const record = mergeRestTask(await api("GET", taskPath(taskId)));
+    if (state.viewTaskId !== taskId) return;  // the user moved on while this loaded
+    addHistoryToChart(record);
+    renderTask(record);
+  } catch (error) {
+    if (state.viewTaskId !== taskId) return;
+    if (!known) {
+      $("task-title").textContent = "Task not found";
+      $("task-subtitle").textContent = taskId;
+    }
+    showError($("task-action-error"), error);
+    if (error.status === 404) return;
+  }
+  loadEvents(taskId);
+  connectTaskSocket(taskId);
+}
+
+function closeTaskSocket() {
+  if (state.taskSocket) {
+    state.taskSocket.onclose = null;
+    state.taskSocket.close();
+    state.taskSocket = null;
+  }
+}
+
+function connectTaskSocket(taskId, retryMs = 1000) {
+  closeTaskSocket();
+  const socket = new WebSocket(wsUrl(taskPath(taskId, "/ws")));
+  state.taskSocket = socket;
+  socket.onmessage = (event) => onTaskMessage(taskId, JSON.parse(event.data));
+  socket.onclose = (event) => {
+    if (state.taskSocket !== socket) return;
+    state.taskSocket = null;
+    const task = state.tasks.get(taskId);
+    // 1000 means the task ended. Anything else (4008 too slow, 1001 shutdown, network) while
+    // the page is still open: reconnect, and the next snapshot fills in what was missed.
+    const waitingForToken = !$("auth-prompt").hidden;
+    if (event.code !== 1000 && state.viewTaskId === taskId && !(task && TERMINAL.has(task.status)) && !waitingForToken) {
+      setTimeout(() => {
+        if (state.viewTaskId === taskId && !state.taskSocket) connectTaskSocket(taskId, Math.min(retryMs * 2, 15000));
+      }, retryMs);
+    }
+  };
+}
+
+function onTaskMessage(taskId, message) {
+  if (state.viewTaskId !== taskId) return;
+  if (message.type === "snapshot") {
+    const task = mergeSnapshotTask(message.task, message.seq);
+    addProgressToChart(task.progress);
+    renderTask(task);
+    return;
+  }
+  addMessageToChart(message);
+  applyLiveMessage(message);
+  if (message.type === "end") {
+    addHistoryToChart(state.tasks.get(taskId));
+    loadEvents(taskId);
+    renderTask(state.tasks.get(taskId));
+  } else if (message.type === "warning" || message.type === "status") {
+    loadEventsSoon(taskId);
+  }
+  scheduleChartDraw();
+}
+
+function renderTaskView(task) {
+  const p = task.progress || {};
+  $("task-title").textContent = task.model_name_cn;
+  $("task-subtitle").textContent =
+    `${task.model_name_en} · ${task.base_model} · ${task.training_data_file} · id ${task.task_id}`;
+  setStatusBadge($("task-status"), task.status);
+  setProgressBar($("task-progress"), task);
+  $("task-progress-text").replaceChildren(...progressFacts(task, p).map(([label, value]) =>
+    el("span", { class: "fact" }, el("span", { class: "muted", text: `${label} ` }), value)));
+  const errorBox = $("task-error");
+  errorBox.hidden = !task.error_message;
+  errorBox.textContent = task.error_message ? `Failed: ${task.error_message}` : "";
+  renderWarnings(task);
+  renderActions(task);
+  renderMetrics(task);
+  renderHyperparameters(task);
+  $("predict-card").hidden = task.status !== "completed";
+  scheduleChartDraw();
+}
+
+function progressFacts(task, p) {
+  const facts = [];
+  if (task.status === "queued") facts.push(["queue position", task.queue_position ?? "–"]);
+  if (p.phase) facts.push(["phase", p.phase]);
+  if (p.total_epochs) facts.push(["epoch", `${p.current_epoch || 0} / ${p.total_epochs}`]);
+  if (p.total_steps) facts.push(["step", `${p.step || 0} / ${p.total_steps}`]);
+  facts.push(["progress", `${progressPercent(task).toFixed(1)}%`]);
+  if (isNumber(p.train_loss)) facts.push(["train loss", fmtNumber(p.train_loss)]);
+  if (isNumber(p.val_accuracy)) facts.push(["val accuracy", fmtPercent(p.val_accuracy)]);
+  if (isNumber(p.samples_per_second)) facts.push(["samples/s", fmtNumber(p.samples_per_second, 3)]);
+  if (ACTIVE.has(task.status) && isNumber(p.eta_seconds)) facts.push(["ETA", fmtDuration(p.eta_seconds)]);
+  if (task.started_at) facts.push(["started", fmtTime(task.started_at)]);
+  if (task.finished_at) facts.push(["finished", fmtTime(task.finished_at)]);
+  return facts;
+}
+
+function renderWarnings(task) {
+  const messages = [...new Set([...(task._eventWarnings || []), ...(task._warnings || [])])];
+  $("task-warnings").replaceChildren(...messages.map((m) => el("div", { class: "warning-box", text: `⚠ ${m}` })));
+}
+
+function renderActions(task) {
+  if (state.actionStatusFor && state.actionStatusFor !== task.status) {
+    $("task-action-status").textContent = "";
+    state.actionStatusFor = null;
+  }
+  $("stop-button").disabled = !(task.status === "queued" || task.status === "training");
+  const link = $("download-link");
+  const downloadable = task.status === "completed";
+  link.hidden = !downloadable;
+  link.href = downloadable ? API + taskPath(task.task_id, "/download") : "#";
+}
+
+function renderHyperparameters(task) {
+  const rows = Object.entries(task.hyperparameters || {}).map(([key, value]) =>
+    el("tr", {}, el("th", { text: key }), el("td", { text: JSON.stringify(value) })));
+  rows.push(el("tr", {}, el("th", { text: "callback_url" }), el("td", { text: JSON.stringify(task.callback_url) })));
+  $("task-hyperparameters").replaceChildren(el("tbody", {}, rows));
+}
+
+// Metrics of the best epoch once completed; while training, those of the latest epoch.
+function renderMetrics(task) {
+  const card = $("metrics");
+  const m = task.metrics;
+  const live = task._lastEvaluation && task._lastEvaluation.per_class ? task._lastEvaluation : null;
+  if (!m && !live) {
+    card.hidden = true;
+    return;
+  }
+  card.hidden = false;
+  const source = m || live;
+  const labels = (m && m.labels) || Object.keys(source.per_class || {});
+  $("metrics-note").textContent = m ? `best epoch ${m.best_epoch ?? "–"}`
+    : `latest epoch ${live.epoch}${ACTIVE.has(task.status) ? " (live)" : ""}`;
+  const summary = [
+    ["accuracy", fmtPercent(source.val_accuracy)],
+    ["macro-F1", fmtPercent(source.val_macro_f1)],
+    ["val loss", fmtNumber(source.val_loss)],
+  ];
+  if (m) {
+    summary.push(["train / val rows", `${m.train_rows ?? "–"} / ${m.validation_rows ?? "–"}`],
+      ["training time", fmtDuration(m.training_seconds)], ["device", `${m.device ?? "–"} ${m.precision ?? ""}`]);
+  }
+  $("metrics-summary").replaceChildren(...summary.map(([label, value]) =>
+    el("div", { class: "stat" }, el("div", { class: "stat-value", text: value }), el("div", { class: "stat-label muted", text: label }))));
+  renderPerClass(labels, source.per_class || {});
+  renderConfusion(labels, source.confusion_matrix || []);
+}
+
+function renderPerClass(labels, perClass) {
+  const head = el("thead", {}, el("tr", {}, ["label", "precision", "recall", "F1", "support"].map((h) => el("th", { text: h }))));
+  const rows = labels.map((label) => {
+    const c = perClass[label] || {};
+    return el("tr", { dataset: { label } }, el("th", { text: label }),
+      el("td", { class: "num", text: fmtFixed(c.precision) }), el("td", { class: "num", text: fmtFixed(c.recall) }),
+      el("td", { class: "num", text: fmtFixed(c.f1) }), el("td", { class: "num", text: c.support ?? "–" }));
+  });
+  $("per-class-table").replaceChildren(head, el("tbody", {}, rows));
+}
+
+function renderConfusion(labels, matrix) {
+  const head = el("thead", {}, el("tr", {}, el("th", { class: "corner", text: "true \\ predicted" }),
+    labels.map((l) => el("th", { text: l }))));
+  const rows = labels.map((label, i) => {
+    const counts = matrix[i] || [];
+    const total = counts.reduce((a, b) => a + b, 0) || 1;
+    return el("tr", {}, el("th", { text: label }), labels.map((_, j) => {
+      const count = counts[j] ?? 0;
+      const share = count / total;
+      // Shade by the share of the true label's rows: the diagonal in blue, mistakes in red.
+      const colour = i === j ? `rgba(37, 99, 235, ${0.08 + share * 0.6})` : `rgba(220, 38, 38, ${share * 0.6})`;
+      return el("td", { class: `num${i === j ? " diagonal" : ""}`, style: `background:${count ? colour : "transparent"}`, text: count });
+    }));
+  });
+  $("confusion-matrix").replaceChildren(head, el("tbody", {}, rows));
+}
+
+// ---------------------------------------------------------------- events
+
+const loadEventsSoon = debounce((taskId) => loadEvents(taskId), 500);
+
+async function loadEvents(taskId) {
+  let events;
+  try {
+    events = (await api("GET", `${taskPath(taskId, "/events")}?limit=1000`)).events;
+  } catch {
+    return;  // optional: the page works without the history
+  }
+  if (state.viewTaskId !== taskId) return;
+  const task = state.tasks.get(taskId);
+  for (const event of events) {
+    if (event.type === "epoch" || event.type === "evaluation") addEvaluationToChart(event.data, task);
+  }
+  if (task) {
+    task._eventWarnings = events.filter((e) => e.type === "warning").map((e) => e.data.message);
+    renderWarnings(task);
+  }
+  $("task-events").replaceChildren(...events.slice(-200).reverse().map((event) =>
+    el("li", { dataset: { type: event.type } },
+      el("span", { class: "muted nowrap", text: fmtTime(event.at).slice(11) }), " ",
+      el("span", { class: "event-type", text: event.type }), " ",
+      el("span", { text: describeEvent(event) }))));
+  scheduleChartDraw();
+}
+
+function describeEvent(event) {
+  const d = event.data || {};
+  if (event.type === "status") return `${d.status ?? ""}${d.error_message ? `: ${d.error_message}` : ""}`;
+  if (event.type === "epoch" || event.type === "evaluation") {
+    return `epoch ${d.epoch}${isNumber(d.step) ? ` step ${d.step}` : ""}: val accuracy ${fmtPercent(d.val_accuracy)}, ` +
+      `macro-F1 ${fmtPercent(d.val_macro_f1)}, val loss ${fmtNumber(d.val_loss)}`;
+  }
+  if (event.type === "warning") return d.message ?? "";
+  return JSON.stringify(d);
+}
+
+// ---------------------------------------------------------------- task actions
+
+async function onStop() {
+  const taskId = state.viewTaskId;
+  await runAction(async () => {
+    const task = await api("POST", taskPath(taskId, "/stop"));
+    mergeRestTask(task);
+    renderTask(task);
+    return task.message || "Stop requested.";
+  });
+}
+
+async function onDelete() {
+  const taskId = state.viewTaskId;
+  const task = state.tasks.get(taskId);
+  const name = task ? task.model_name_cn : taskId;
+  if (!window.confirm(`Delete task “${name}” with its events and its model? This cannot be undone.`)) return;
+  await runAction(async () => {
+    await api("DELETE", taskPath(taskId));
+    state.tasks.delete(taskId);
+    renderTaskList();
+    location.hash = "#/";
+    return "Deleted.";
+  });
+}
+
+async function runAction(action) {
+  const box = $("task-action-error");
+  clearError(box);
+  $("task-action-status").textContent = "…";
+  try {
+    const message = await action();
+    // Cleared by renderActions once the task's status moves on (e.g. stopping -> stopped).
+    const task = state.tasks.get(state.viewTaskId);
+    state.actionStatusFor = task ? task.status : null;
+    $("task-action-status").textContent = message;
+  } catch (error) {
+    $("task-action-status").textContent = "";
+    showError(box, error);
+  }
+}
+
+// A plain link cannot send the Authorization header, so with a token the archive is fetched
+// here and handed to the browser as a blob.
+async function onDownload(event) {
+  if (!getToken()) return;  // no token: let the link stream the file
+  event.preventDefault();
+  const link = event.currentTarget;
+  await runAction(async () => {
+    const response = await fetch(link.href, { headers: authHeaders() });
+    if (!response.ok) {
+      const body = await response.json().catch(() => null);
+      const error = body && body.error ? body.error : { code: `http_${response.status}`, message: response.statusText };
+      if (response.status === 401) showAuthPrompt(error.message);
+      throw new ApiError(response.status, error.code, error.message, error.details);
+    }
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const match = disposition.match(/filename\*=UTF-8''([^;]+)|filename="?([^";]+)"?/i);
+    const filename = match ? decodeURIComponent(match[1] || match[2]) : "model.tar.gz";
+    const url = URL.createObjectURL(await response.blob());
+    el("a", { href: url, download: filename }).click();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    return `Downloaded ${filename}.`;
+  });
+}
+
+async function onPredict(event) {
+  event.preventDefault();
+  const box = $("predict-error");
+  clearError(box);
+  const texts = $("predict-input").value.split("\n").map((t) => t.trim()).filter(Boolean);
+  if (!texts.length) {
+    showError(box, { message: "Type at least one text (one per line)." });
+    return;
+  }
+  $("predict-button").disabled = true;
+  try {
+    const result = await api("POST", taskPath(state.viewTaskId, "/predict"), { texts, top_k: 3 });
+    renderPredictions(texts, result.predictions);
+  } catch (error) {
+    showError(box, error);
+  } finally {
+    $("predict-button").disabled = false;
+  }
+}
+
+function renderPredictions(texts, predictions) {
+  const table = $("predict-results");
+  const rows = predictions.map((prediction, i) => {
+    const top = prediction.top_k || [{ label: prediction.label, score: prediction.score }];
+    return el("tr", {}, el("td", { class: "predict-text", text: texts[i] }),
+      el("td", {}, top.map((entry, rank) => el("span", { class: `chip${rank === 0 ? " chip-top" : ""}`, dataset: { label: entry.label } },
+        `${entry.label} `, el("span", { class: "score", text: fmtPercent(entry.score) })))));
+  });
+  table.replaceChildren(el("thead", {}, el("tr", {}, el("th", { text: "text" }), el("th", { text: "label (score)" }))),
+    el("tbody", {}, rows));
+  table.hidden = false;
+}
+
+// ---------------------------------------------------------------- charts (data)
+
+function emptyChart(taskId) {
+  return { taskId, trainLoss: [], valLoss: [], trainAcc: [], valAcc: [], valF1: [], lastStep: 0 };
+}
+
+// Keeps points sorted by x with one point per x: the two sockets, a reconnect snapshot and the
+// events history may all report the same step.
+function addPoint(series, x, y) {
+  if (!isNumber(x) || !isNumber(y)) return;
+  let i = series.length;
+  while (i > 0 && series[i - 1].x > x) i -= 1;
+  if (i > 0 && series[i - 1].x === x) series[i - 1].y = y;
+  else series.splice(i, 0, { x, y });
+}
+
+function addProgressToChart(progress) {
+  if (!progress || !(progress.step > 0)) return;
+  const chart = state.chart;
+  chart.lastStep = Math.max(chart.lastStep, progress.step);
+  if (progress.phase === "training" || progress.phase === "evaluating") {
+    addPoint(chart.trainLoss, progress.step, progress.train_loss);
+    addPoint(chart.trainAcc, progress.step, progress.train_accuracy);
+  }
+}
+
+// Epoch ends and mid-epoch evaluations. Older servers leave out `step`; then the point goes
+// where the epoch ends, estimated from the steps per epoch.
+function addEvaluationToChart(entry, task) {
+  const chart = state.chart;
+  let x = entry.step;
+  if (!isNumber(x)) {
+    const p = (task && task.progress) || {};
+    const perEpoch = p.total_steps && p.total_epochs ? p.total_steps / p.total_epochs : null;
+    x = perEpoch ? Math.round(entry.epoch * perEpoch) : chart.lastStep;
+  }
+  addPoint(chart.valLoss, x, entry.val_loss);
+  addPoint(chart.valAcc, x, entry.val_accuracy);
+  addPoint(chart.valF1, x, entry.val_macro_f1);
+  // An epoch's train metrics equal the last progress of that epoch: only fill in missing points.
+  if (!chart.trainLoss.some((pt) => pt.x === x)) addPoint(chart.trainLoss, x, entry.train_loss);
+  if (!chart.trainAcc.some((pt) => pt.x === x)) addPoint(chart.trainAcc, x, entry.train_accuracy);
+}
+
+function addMessageToChart(message) {
+  if (message.type === "progress") addProgressToChart(message);
+  else if (message.type === "epoch" || message.type === "evaluation") {
+    addEvaluationToChart(message, state.tasks.get(message.task_id));
+  }
+}
+
+// A finished task's metrics keep the history per epoch (with its step): enough to draw the
+// curves of a task that trained before this page was opened.
+function addHistoryToChart(task) {
+  if (!task || !task.metrics || !Array.isArray(task.metrics.history)) return;
+  for (const entry of task.metrics.history) addEvaluationToChart(entry, task);
+  scheduleChartDraw();
+}
+
+// ---------------------------------------------------------------- charts (drawing)
+
+let drawPending = false;
+
+// Progress arrives several times a second: draw at most once per animation frame.
+function scheduleChartDraw() {
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => {
+    drawPending = false;
+    drawCharts();
+  });
+}
+
+function drawCharts() {
+  if ($("task-view").hidden) return;
+  const chart = state.chart;
+  const task = state.tasks.get(chart.taskId);
+  const totalSteps = task && task.progress && task.progress.total_steps;
+  const emptyText = task && TERMINAL.has(task.status) ? "No training steps were recorded."
+    : "Waiting for the first training step…";
+  drawLineChart($("loss-chart"), [
+    { name: "train loss", color: COLORS.train, points: chart.trainLoss },
+    { name: "val loss", color: COLORS.val, points: chart.valLoss, dots: true },
+  ], { xMax: totalSteps, yFromZero: true, emptyText });
+  drawLineChart($("accuracy-chart"), [
+    { name: "train accuracy", color: COLORS.trainAcc, points: chart.trainAcc },
+    { name: "val accuracy", color: COLORS.val, points: chart.valAcc, dots: true },
+    { name: "val macro-F1", color: COLORS.f1, points: chart.valF1, dots: true },
+  ], { xMax: totalSteps, yMin: 0, yMax: 1, percent: true, emptyText });
+}
+
+// Round tick values (1, 2, 2.5, 5 × 10^n) covering [min, max].
+function niceTicks(min, max, count = 5) {
+  const span = max - min || 1;
+  const raw = span / count;
+  const magnitude = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw) || raw;
+  const ticks = [];
+  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+  return ticks;
+}
+
+// Sizes the canvas to its CSS box at the screen's pixel ratio, so lines stay sharp.
+function prepareCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.max(200, canvas.clientWidth);
+  const height = Math.max(140, canvas.clientHeight);
+  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  ctx.font = CHART_FONT;
+  return { ctx, width, height };
+}
+
+function drawLineChart(canvas, series, options) {
+  const { ctx, width, height } = prepareCanvas(canvas);
+  const pointCount = series.reduce((n, s) => n + s.points.length, 0);
+  canvas.dataset.points = String(pointCount);
+  const area = { left: 46, right: width - 12, top: 0, bottom: height - 26 };
+  area.top = drawLegend(ctx, series, area) + 10;
+  if (!pointCount) {
+    ctx.fillStyle = "#94a3b8";
+    ctx.textAlign = "center";
+    ctx.fillText(options.emptyText, width / 2, height / 2);
+    return;
+  }
+  const all = series.flatMap((s) => s.points);
+  const xMax = Math.max(options.xMax || 0, ...all.map((p) => p.x), 1);
+  let yMin = options.yMin ?? Math.min(...all.map((p) => p.y));
+  let yMax = options.yMax ?? Math.max(...all.map((p) => p.y));
+  if (options.yFromZero) yMin = Math.min(0, yMin);
+  if (options.yMax === undefined) yMax += (yMax - yMin) * 0.08 || 0.1;
+  const yTicks = niceTicks(yMin, yMax, 4);
+  yMax = Math.max(yMax, yTicks[yTicks.length - 1]);
+  const sx = (x) => area.left + (x / xMax) * (area.right - area.left);
+  const sy = (y) => area.bottom - ((y - yMin) / (yMax - yMin || 1)) * (area.bottom - area.top);
+  drawAxes(ctx, area, yTicks, niceTicks(0, xMax, 6).filter((t) => t <= xMax), sx, sy, options.percent);
+  for (const s of series) drawSeries(ctx, s, sx, sy);
+}
+
+// One line of swatches and names, wrapped when the canvas is narrow. Returns its bottom edge.
+function drawLegend(ctx, series, area) {
+  let x = area.left;
+  let y = 12;
+  ctx.textAlign = "left";
+  ctx.textBaseline = "middle";
+  for (const s of series) {
+    const itemWidth = 19 + ctx.measureText(s.name).width;
+    if (x > area.left && x + itemWidth > area.right) {
+      x = area.left;
+      y += 18;
+    }
+    ctx.fillStyle = s.color;
+    ctx.fillRect(x, y - 2, 14, 3);
+    ctx.fillStyle = "#334155";
+    ctx.fillText(s.name, x + 19, y);
+    x += itemWidth + 16;
+  }
+  return y + 8;
+}
+
+function drawAxes(ctx, area, yTicks, xTicks, sx, sy, percent) {
+  ctx.strokeStyle = "#e2e8f0";
+  ctx.fillStyle = "#64748b";
+  ctx.lineWidth = 1;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (const tick of yTicks) {
+    const y = Math.round(sy(tick)) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(area.left, y);
+    ctx.lineTo(area.right, y);
+    ctx.stroke();
+    ctx.fillText(percent ? `${Math.round(tick * 100)}%` : String(tick), area.left - 6, y);
+  }
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  for (const tick of xTicks) ctx.fillText(String(tick), sx(tick), area.bottom + 6);
+  // The axis title sits under the y labels, where no tick label can collide with it.
+  ctx.textAlign = "right";
+  ctx.fillText("step", area.left - 6, area.bottom + 6);
+  ctx.strokeStyle = "#94a3b8";
+  ctx.beginPath();
+  ctx.moveTo(area.left + 0.5, area.top);
+  ctx.lineTo(area.left + 0.5, area.bottom + 0.5);
+  ctx.lineTo(area.right, area.bottom + 0.5);
+  ctx.stroke();
+}
+
+function drawSeries(ctx, series, sx, sy) {
+  if (!series.points.length) return;
+  ctx.strokeStyle = series.color;
+  ctx.fillStyle = series.color;
+  ctx.lineWidth = 2;
+  ctx.lineJoin = "round";
+  ctx.beginPath();
+  series.points.forEach((p, i) => (i ? ctx.lineTo(sx(p.x), sy(p.y)) : ctx.moveTo(sx(p.x), sy(p.y))));
+  ctx.stroke();
+  if (series.dots || series.points.length === 1) {
+    for (const p of series.points) {
+      ctx.beginPath();
+      ctx.arc(sx(p.x), sy(p.y), 3.5, 0, Math.PI * 2);
+      ctx.fill();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+function bindEvents() {
+  $("token-form").addEventListener("submit", onTokenSaved);
+  $("notice-close").addEventListener("click", () => { $("notice").hidden = true; });
+  $("upload-form").addEventListener("submit", onUpload);
+  $("create-form").addEventListener("submit", onCreate);
+  $("training-file").addEventListener("change", onTrainingFileChange);
+  $("sheet-name").addEventListener("change", onSheetChange);
+  $("text-column").addEventListener("change", onSheetChange);
+  $("validation-file").addEventListener("change", onValidationFileChange);
+  for (const id of ["model-name-cn", "model-name-en"]) {
+    $(id).addEventListener("input", (event) => { event.target.dataset.touched = "true"; });
+  }
+  $("stop-button").addEventListener("click", onStop);
+  $("delete-button").addEventListener("click", onDelete);
+  $("download-link").addEventListener("click", onDownload);
+  $("predict-form").addEventListener("submit", onPredict);
+  window.addEventListener("hashchange", route);
+  window.addEventListener("resize", debounce(scheduleChartDraw, 100));
+}
+
+async function init() {
+  bindEvents();
+  $("token-input").value = getToken();
+  loadHealth();
+  route();
+  connectGlobalSocket();
+  await Promise.allSettled([loadSchema(), loadFiles(), loadTasks()]);
+  document.body.dataset.ready = "true";  // for tests and scripts: the forms are filled in
+}
+
+init();

@@ -1,0 +1,224 @@
+"""The web dashboard at /, driven in headless Chromium against a real bertd server process:
+upload, create a task through the form, watch it train live, read its metrics, predict."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from processes import ServerProcess, start_server, stop_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+REPO = Path(__file__).resolve().parent.parent
+
+try:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.skipif(sync_playwright is None, reason="the playwright package is not installed (pip install playwright)"),
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason=f"{CHROMIUM} is missing (apt-get install chromium fonts-noto-cjk); "
+                              "playwright must not download its own browser"),
+]
+
+# JavaScript run in the page: pixels of the train-loss colour (#2563eb) inside the plot area of
+# the loss chart, below the legend, so an empty chart with only its legend counts 0.
+CURVE_PIXELS = """() => {
+  const canvas = document.getElementById("loss-chart");
+  const ratio = canvas.width / canvas.clientWidth;
+  const top = Math.ceil(30 * ratio);
+  const data = canvas.getContext("2d").getImageData(0, top, canvas.width, canvas.height - top).data;
+  let count = 0;
+  const near = (value, target) => Math.abs(value - target) < 30;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i + 3] > 200 && near(data[i], 37) && near(data[i + 1], 99) && near(data[i + 2], 235)) count++;
+  }
+  return count;
+}"""
+
+
+# JavaScript run in the page before the task is created: records every value the task page's
+# progress bar takes and the loss chart's point count while the status is "training", so that
+# the test sees the live updates however fast the training runs.
+WATCH_WHILE_TRAINING = """() => {
+  const seen = window.seenWhileTraining = {bar: [], points: [0]};
+  const status = document.getElementById("task-status");
+  const bar = document.querySelector("#task-progress .progress-bar");
+  const chart = document.getElementById("loss-chart");
+  new MutationObserver(() => {
+    const value = Number(bar.dataset.value);
+    if (seen.bar[seen.bar.length - 1] !== value) seen.bar.push(value);
+  }).observe(bar, {attributes: true, attributeFilter: ["data-value"]});
+  new MutationObserver(() => {
+    if (status.dataset.status === "training") seen.points.push(Number(chart.dataset.points));
+  }).observe(chart, {attributes: true, attributeFilter: ["data-points"]});
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def js_errors(page: Page) -> list[str]:
+    """Uncaught exceptions and console errors of the page, collected from now on."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    # The browser logs every 4xx as "Failed to load resource"; the test provokes one on purpose.
+    page.on("console", lambda message: errors.append(f"console: {message.text}")
+            if message.type == "error" and not message.text.startswith("Failed to load resource") else None)
+    return errors
+
+
+def start(tmp_path: Path, base_models_dir: Path, **environment: str) -> ServerProcess:
+    return start_server(tmp_path / "data", base_models_dir, tmp_path / "server.log", **environment)
+
+
+def bar_value(page: Page) -> float:
+    return float(page.locator("#task-progress .progress-bar").get_attribute("data-value") or 0)
+
+
+def test_dashboard_uploads_creates_and_watches_a_task(page: Page, js_errors: list[str], tmp_path: Path,
+                                                      base_models_dir: Path, xlsx_file: Path) -> None:
+    server = start(tmp_path, base_models_dir)
+    try:
+        page.goto(server.url + "/")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
+        expect(page.locator("#hp-epochs")).to_have_value("3")  # defaults come from openapi.json
+
+        # Upload through the form: the sheets and their columns come back.
+        page.set_input_files("#upload-file", str(xlsx_file))
+        page.click("#upload-button")
+        sheets = page.locator("#upload-sheets")
+        expect(sheets).to_contain_text("data")
+        expect(sheets).to_contain_text("内容")
+        expect(sheets).to_contain_text("标签")
+        expect(page.locator("#training-file")).to_have_value(xlsx_file.name)
+
+        page.select_option("#sheet-name", "data")
+        page.select_option("#text-column", "内容")
+        page.select_option("#label-column", "内容")
+        page.fill("#model-name-cn", "空气污染分类")
+        page.fill("#model-name-en", "air-pollution")
+        page.fill("#base-model", "tiny-bert")
+        page.fill("#hp-epochs", "6")
+        page.fill("#hp-batch_size", "8")
+        page.fill("#hp-learning_rate", "0.003")
+        page.fill("#hp-max_sequence_length", "32")
+
+        # A request the API refuses shows its message, and marks the field it names.
+        page.click("#create-button")
+        expect(page.locator("#create-error")).to_contain_text("label_column")
+        expect(page.locator('[data-field="hyperparameters.label_column"]')).to_have_class(re.compile(r"\binvalid\b"))
+
+        page.select_option("#label-column", "标签")
+        page.evaluate(WATCH_WHILE_TRAINING)
+        page.click("#create-button")
+        page.wait_for_url("**/#/tasks/*")
+        task_id = page.url.rsplit("/", 1)[1]
+        expect(page.locator(f'.task-row[data-task-id="{task_id}"]')).to_be_visible()
+        expect(page.locator("#task-title")).to_have_text("空气污染分类")
+
+        # The JSON the form sent has the right types: the server stored exactly these values.
+        _, task = server.request("GET", f"/api/v1/training/tasks/{task_id}")
+        hyperparameters = task["hyperparameters"]
+        assert task["base_model"] == "tiny-bert" and task["callback_url"] is None
+        assert (hyperparameters["epochs"], hyperparameters["batch_size"], hyperparameters["learning_rate"],
+                hyperparameters["max_sequence_length"]) == (6, 8, 0.003, 32)
+        assert (hyperparameters["sheet_name"], hyperparameters["text_column"], hyperparameters["label_column"]) == \
+            ("data", "内容", "标签")
+
+        # Live progress over the WebSocket: the bar moves and the loss curve grows while training.
+        expect(page.locator("#task-status")).to_have_attribute("data-status", "completed", timeout=90_000)
+        seen = page.evaluate("() => window.seenWhileTraining")
+        moving = [value for value in seen["bar"] if 0 < value < 100]
+        assert len(moving) >= 2 and moving == sorted(moving), f"the progress bar did not move: {seen['bar']}"
+        assert seen["bar"][-1] == 100
+        assert max(seen["points"]) > 2, f"no loss curve while training: {seen['points']}"
+        page.wait_for_function(f"() => ({CURVE_PIXELS})() > 30")  # the loss curve is drawn on the canvas
+        expect(page.locator(f'.task-row[data-task-id="{task_id}"] .status-badge')).to_have_attribute(
+            "data-status", "completed")
+        assert bar_value(page) == 100
+        assert page.locator("#task-progress .progress-bar").evaluate("bar => bar.style.width") == "100%"
+        assert page.get_attribute(f'.task-row[data-task-id="{task_id}"] .progress-bar', "data-value") == "100"
+
+        # Metrics of the completed task: per-class table and confusion matrix with the label strings.
+        labels = ["工业废气", "扬尘", "油烟"]
+        expect(page.locator("#per-class-table tbody tr")).to_have_count(3)
+        for label in labels:
+            expect(page.locator("#per-class-table")).to_contain_text(label)
+        expect(page.locator("#confusion-matrix tbody tr")).to_have_count(3)
+        expect(page.locator("#confusion-matrix tbody td")).to_have_count(9)
+        cells = page.locator("#confusion-matrix tbody td").all_inner_texts()
+        assert sum(int(cell) for cell in cells) == 18  # the validation rows: 20% of 88
+        assert int(page.get_attribute("#accuracy-chart", "data-points") or 0) > 0
+        expect(page.locator("#download-link")).to_have_attribute("href", f"/api/v1/training/tasks/{task_id}/download")
+
+        # Predict box: label and score for each text.
+        page.fill("#predict-input", "工厂烟囱排放废气，车间化工味道严重\n工地施工尘土飞扬")
+        page.click("#predict-button")
+        expect(page.locator("#predict-results tbody tr")).to_have_count(2)
+        expect(page.locator("#predict-results .chip-top").first).to_contain_text("%")
+
+        assert js_errors == []
+        save_screenshot(page, tmp_path)
+    finally:
+        stop_server(server)
+
+
+def test_dashboard_asks_for_the_api_token(page: Page, tmp_path: Path, base_models_dir: Path) -> None:
+    server = start(tmp_path, base_models_dir, API_TOKEN="s3cret-token", KEEP_SPARE_WORKER="false")
+    try:
+        page.goto(server.url + "/")
+        expect(page.locator("#auth-prompt")).to_be_visible()
+        expect(page.locator("#auth-prompt")).to_contain_text("API token")
+        page.fill("#token-input", "s3cret-token")
+        page.click("#token-save")
+        expect(page.locator("#auth-prompt")).to_be_hidden()
+        expect(page.locator("#task-empty")).to_be_visible()
+        expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")  # ?token= on the WebSocket
+        assert page.evaluate("() => localStorage.getItem('bertd.apiToken')") == "s3cret-token"
+
+        # Kept across reloads: no prompt the second time.
+        page.reload()
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        expect(page.locator("#auth-prompt")).to_be_hidden()
+        expect(page.locator("#task-empty")).to_be_visible()
+    finally:
+        stop_server(server)
+
+
+def save_screenshot(page: Page, tmp_path: Path) -> None:
+    """Into the test's temp folder always; into docs/ only when BERTD_SAVE_SCREENSHOTS is set."""
+    page.evaluate("() => window.scrollTo(0, 0)")
+    path = tmp_path / "dashboard.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    if os.environ.get("BERTD_SAVE_SCREENSHOTS"):
+        target = REPO / "docs" / "dashboard.png"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(path, target)
