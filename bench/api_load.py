@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 
 import aiohttp
-from common import machine_description, prepare_workload, running_server
+from common import machine_description, pin_cores, prepare_workload, running_server
 from ws_fanout import percentile
 
 
@@ -76,13 +76,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--pin", action="store_true",
+                        help="training on core 0; server and clients on core 1 (see common.pin_cores)")
     parser.add_argument("--interval", type=float, default=0.0,
                         help="seconds each client waits between requests (0: as fast as it can)")
     arguments = parser.parse_args()
 
     work, data, body = prepare_workload("load", arguments.rows, arguments.epochs)
-    with running_server(work / "data", MAX_CONCURRENT_TASKS="2") as server:
+    pinning = {"WORKER_CPUS": "0"} if arguments.pin else {}
+    with running_server(work / "data", MAX_CONCURRENT_TASKS="2", **pinning) as server:
         server.upload(data)
+        if arguments.pin:
+            pin_cores(server)
         quiet = train_two(server, body)
         quiet_speed = sum(speeds(server, quiet))
         loaded = train_two(server, body)
@@ -103,7 +108,8 @@ def main() -> None:
     print(json.dumps(result))
     print(f"\n{datetime.now(UTC):%Y-%m-%d}, {machine_description()}")
     print(f"`python bench/api_load.py --clients {arguments.clients} --seconds {arguments.seconds:g} "
-          f"--rows {arguments.rows} --epochs {arguments.epochs} --interval {arguments.interval:g}`\n")
+          f"--rows {arguments.rows} --epochs {arguments.epochs} --interval {arguments.interval:g}"
+          f"{' --pin' if arguments.pin else ''}`\n")
     print("| clients | requests | errors | p50 | p99 | server CPU | samples/s quiet | samples/s loaded | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {arguments.clients} | {len(latencies)} | {len(errors)} | {result['latency_p50_ms']:.1f} ms | "

@@ -154,3 +154,12 @@ def prepare_workload(name: str, rows: int, epochs: int, mean_chars: int = 60) ->
             "hyperparameters": {"text_column": "内容合并", "label_column": "标签列", "epochs": epochs,
                                 "batch_size": 32, "learning_rate": 5e-4, "max_sequence_length": 128}}
     return work, data, body
+
+
+def pin_cores(server: Server) -> None:
+    """Emulate clients on other machines on a 2-core box: training workers on core 0 (the server
+    is started with WORKER_CPUS=0), the server and this process (the clients) on core 1."""
+    for process in (server.process.pid, os.getpid()):
+        # Every thread already running (aiosqlite's, the pumps'); new ones inherit from their creator.
+        for thread in Path(f"/proc/{process}/task").iterdir():
+            os.sched_setaffinity(int(thread.name), {1})

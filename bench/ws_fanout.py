@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 
 import aiohttp
-from common import machine_description, prepare_workload, running_server
+from common import machine_description, pin_cores, prepare_workload, running_server
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -77,13 +77,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--report-interval", type=float, default=0.25, help="seconds between progress reports")
     parser.add_argument("--nice", action="store_true", help="run the subscribers at nice 19")
+    parser.add_argument("--pin", action="store_true",
+                        help="training on core 0; server and subscribers on core 1 (see common.pin_cores)")
     arguments = parser.parse_args()
 
     work, data, body = prepare_workload("fanout", arguments.rows, arguments.epochs)
     results = []
+    pinning = {"WORKER_CPUS": "0"} if arguments.pin else {}
     with running_server(work / "data", PROGRESS_REPORT_INTERVAL=str(arguments.report_interval),
-                        PROGRESS_WRITE_INTERVAL="1") as server:
+                        PROGRESS_WRITE_INTERVAL="1", **pinning) as server:
         server.upload(data)
+        if arguments.pin:
+            pin_cores(server)
         if arguments.nice:
             # The clients share the cores with the server and the training worker; at nice 19 they
             # take only idle CPU, as clients on other machines would. The server is not niced.
@@ -97,7 +102,7 @@ def main() -> None:
     print(f"\n{datetime.now(UTC):%Y-%m-%d}, {machine_description()}")
     print(f"`python bench/ws_fanout.py --clients {arguments.clients} --rows {arguments.rows} "
           f"--epochs {arguments.epochs} --report-interval {arguments.report_interval}"
-          f"{' --nice' if arguments.nice else ''}`\n")
+          f"{' --nice' if arguments.nice else ''}{' --pin' if arguments.pin else ''}`\n")
     print("| clients | msgs/client | latency p50 | latency p99 | server CPU | training samples/s | vs no clients |")
     print("|---|---|---|---|---|---|---|")
     for r in results:

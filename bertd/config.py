@@ -47,6 +47,8 @@ class Config:
     callback_backoff_seconds: float = 1.0
     # Keep one worker process started, its imports done, so a task starts without waiting for them.
     keep_spare_worker: bool = True
+    # CPUs training workers may run on (e.g. keep one core for the API); None: all of them.
+    worker_cpus: tuple[int, ...] | None = None
     # GPUs the pool may use (indices as torch sees them); None: every visible GPU.
     gpu_devices: tuple[int, ...] | None = None
     # Trained models kept loaded for predictions.
@@ -136,6 +138,20 @@ def _parse_gpu_list(name: str, raw: str) -> tuple[int, ...]:
     return indices
 
 
+def _parse_cpu_list(name: str, raw: str) -> tuple[int, ...]:
+    """'0', '0,2' or '0-3' (as taskset and cpusets write them)."""
+    cpus: list[int] = []
+    try:
+        for part in raw.replace(" ", "").split(","):
+            first, _, last = part.partition("-")
+            cpus.extend(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise ConfigError(f"{name} must list CPUs like 0,1 or 0-3; got {raw!r}") from None
+    if not cpus or min(cpus) < 0:
+        raise ConfigError(f"{name} must list at least one CPU (0 or more); got {raw!r}")
+    return tuple(sorted(set(cpus)))
+
+
 def _keep(_name: str, raw: str) -> str:
     return raw
 
@@ -164,6 +180,7 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "KEEP_SPARE_WORKER": ("keep_spare_worker", _parse_bool),
     "PREDICT_CACHE_SIZE": ("predict_cache_size", _parse_positive_int),
     "GPU_DEVICES": ("gpu_devices", _parse_gpu_list),
+    "WORKER_CPUS": ("worker_cpus", _parse_cpu_list),
     "STOP_GRACE_SECONDS": ("stop_grace_seconds", _parse_non_negative_float),
     "PROGRESS_WRITE_INTERVAL": ("progress_write_interval", _parse_non_negative_float),
     "PROGRESS_REPORT_INTERVAL": ("progress_report_interval", _parse_non_negative_float),

@@ -88,10 +88,12 @@ def _pump(connection: Connection, handle: WorkerHandle, loop: asyncio.AbstractEv
 
 
 class WorkerPool:
-    def __init__(self, training_function: str, log_level: str, keep_spare: bool) -> None:
+    def __init__(self, training_function: str, log_level: str, keep_spare: bool,
+                 cpus: tuple[int, ...] | None = None) -> None:
         self._training_function = training_function
         self._log_level = log_level
         self._keep_spare = keep_spare
+        self._cpus = cpus
         self._spare: IdleWorker | None = None
 
     def _spawn(self) -> IdleWorker:
@@ -100,7 +102,8 @@ class WorkerPool:
         stop_event = SPAWN.Event()
         process = SPAWN.Process(
             target=worker_main,
-            args=(job_reader, report_writer, stop_event, self._training_function, self._log_level, os.getpid()),
+            args=(job_reader, report_writer, stop_event, self._training_function, self._log_level, os.getpid(),
+                  self._cpus),
             name="bertd-worker",
             daemon=True,
         )

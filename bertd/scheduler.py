@@ -54,7 +54,8 @@ class Scheduler:
         self._hub = hub
         self._metrics = metrics
         self._speeds: dict[str, float] = {}
-        self._pool = WorkerPool(config.training_function, config.log_level, config.keep_spare_worker)
+        self._pool = WorkerPool(config.training_function, config.log_level, config.keep_spare_worker,
+                                config.worker_cpus)
         self._gpus = list(config.gpu_devices or ())
         self._gpu_of: dict[str, int] = {}
         self._running: dict[str, WorkerHandle] = {}
@@ -184,7 +185,8 @@ class Scheduler:
             output_dir=str(self._config.models_dir / task.task_id),
             hyperparameters=task.hyperparameters,
             report_interval=self._config.progress_report_interval,
-            cpu_threads=max(1, (os.cpu_count() or 1) // self._config.max_concurrent_tasks),
+            cpu_threads=max(1, len(self._config.worker_cpus or range(os.cpu_count() or 1))
+                            // self._config.max_concurrent_tasks),
             device=device,
         )
 

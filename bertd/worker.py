@@ -86,9 +86,13 @@ def worker_main(
     training_function: str,
     log_level: str,
     parent_pid: int,
+    cpus: tuple[int, ...] | None = None,
 ) -> None:
     """Import the training code, wait for one job, run it, report, exit."""
     die_with_parent(parent_pid)
+    if cpus and hasattr(os, "sched_setaffinity"):
+        # Before torch starts its thread pool, so every thread stays on these cores.
+        os.sched_setaffinity(0, cpus)
     # A SIGTERM from the server ends the job like a stop request. The handler only flips a
     # flag: taking the Event's lock inside a signal handler can deadlock.
     terminated = False

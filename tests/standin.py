@@ -58,3 +58,12 @@ def chatty(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[st
             time.sleep(0.01)
     return {"metrics": {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []},
             "artifacts": None}
+
+
+def affinity(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+    """Reports the CPUs it may run on, then completes."""
+    import os
+
+    report({"type": "warning", "message": f"cpus={sorted(os.sched_getaffinity(0))} threads={job.cpu_threads}"})
+    return {"metrics": {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []},
+            "artifacts": None}

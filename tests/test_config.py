@@ -37,3 +37,10 @@ def test_environment_and_flag_overrides() -> None:
 def test_bad_values_are_named(variable: str, value: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         load_config({variable: value})
+
+
+def test_cpu_and_gpu_lists() -> None:
+    config = load_config({"WORKER_CPUS": "0-2,5", "GPU_DEVICES": "1, 0"})
+    assert config.worker_cpus == (0, 1, 2, 5) and config.gpu_devices == (1, 0)
+    with pytest.raises(ConfigError, match="WORKER_CPUS must list CPUs"):
+        load_config({"WORKER_CPUS": "a-b"})

@@ -43,3 +43,13 @@ async def test_a_task_takes_the_spare_and_a_new_spare_follows(make_client, csv_f
     await client.close()
     assert not alive(next_spare)
     assert workers() == []
+
+
+async def test_workers_run_on_the_cpus_they_are_given(make_client, csv_file: Path) -> None:
+    client = await make_client(training_function="standin:affinity", worker_cpus=(0,))
+    await upload(client, csv_file)
+    task_id = (await create(client, task_body(csv_file.name, sheet_name=None)))["task_id"]
+    await wait_for(client, task_id, {"completed"}, timeout=20)
+    history = await (await client.get(f"/api/v1/training/tasks/{task_id}/events")).json()
+    warnings = [e["data"]["message"] for e in history["events"] if e["type"] == "warning"]
+    assert warnings == ["cpus=[0] threads=1"]
