@@ -71,7 +71,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[STORE], app[CALLBACKS], app[SCHEDULER], app[HUB] = store, callbacks, scheduler, hub
     scheduler.set_gpus([device["index"] for device in devices if device["type"] == "cuda"])
     await scheduler.start()
-    logger.info("bertd ready on {}:{} with data in {}", config.host, config.port, config.data_dir)
     try:
         yield
     finally:

@@ -11,8 +11,6 @@ from typing import Any
 
 from bertd.client import Client, ClientError, follow, progress_line
 
-TERMINAL = ("completed", "failed", "stopped")
-
 
 def emit(arguments: argparse.Namespace, value: Any, human: str) -> None:
     print(json.dumps(value, ensure_ascii=False, indent=2) if arguments.json else human)

@@ -99,10 +99,6 @@ class TaskRecord:
     callback: dict[str, Any] | None = None
     queue_position: int | None = None
 
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "task_id": self.task_id,
