@@ -20,8 +20,9 @@ def _supplied_token(request: web.Request) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    # Browsers cannot set headers on a WebSocket: they pass ?token=.
-    if request.headers.get("Upgrade", "").lower() == "websocket":
+    # Browsers cannot set headers on a WebSocket or on a plain download link: those pass ?token=.
+    if request.headers.get("Upgrade", "").lower() == "websocket" or (
+            request.method == "GET" and request.path.endswith("/download")):
         return request.query.get("token")
     return None
 

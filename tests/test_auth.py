@@ -46,3 +46,10 @@ async def test_websockets_take_the_token_as_a_query_parameter(make_client, csv_f
         assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
     async with client.ws_connect("/api/v1/ws", headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
         assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
+
+
+async def test_download_links_may_carry_the_token(make_client) -> None:
+    client = await make_client(api_token=TOKEN)
+    assert (await client.get(f"{TASKS}/x/download")).status == 401
+    assert (await client.get(f"{TASKS}/x/download?token={TOKEN}")).status == 404  # past auth: no such task
+    assert (await client.get(f"{TASKS}/x?token={TOKEN}")).status == 401  # other routes need the header
