@@ -949,7 +949,10 @@ function renderActions(task) {
   const link = $("download-link");
   const downloadable = task.status === "completed";
   link.hidden = !downloadable;
-  link.href = downloadable ? API + taskPath(task.task_id, "/download") : "#";
+  // A link cannot send the Authorization header; bertd takes ?token= on download links instead.
+  const token = getToken();
+  const query = token ? `?token=${encodeURIComponent(token)}` : "";
+  link.href = downloadable ? API + taskPath(task.task_id, "/download") + query : "#";
 }
 
 function renderHyperparameters(task) {
@@ -1095,30 +1098,6 @@ async function runAction(action) {
     $("task-action-status").textContent = "";
     showError(box, error);
   }
-}
-
-// A plain link cannot send the Authorization header, so with a token the archive is fetched
-// here and handed to the browser as a blob.
-async function onDownload(event) {
-  if (!getToken()) return;  // no token: let the link stream the file
-  event.preventDefault();
-  const link = event.currentTarget;
-  await runAction(async () => {
-    const response = await fetch(link.href, { headers: authHeaders() });
-    if (!response.ok) {
-      const body = await response.json().catch(() => null);
-      const error = body && body.error ? body.error : { code: `http_${response.status}`, message: response.statusText };
-      if (response.status === 401) showAuthPrompt(error.message);
-      throw new ApiError(response.status, error.code, error.message, error.details);
-    }
-    const disposition = response.headers.get("Content-Disposition") || "";
-    const match = disposition.match(/filename\*=UTF-8''([^;]+)|filename="?([^";]+)"?/i);
-    const filename = match ? decodeURIComponent(match[1] || match[2]) : "model.tar.gz";
-    const url = URL.createObjectURL(await response.blob());
-    el("a", { href: url, download: filename }).click();
-    setTimeout(() => URL.revokeObjectURL(url), 60000);
-    return `Downloaded ${filename}.`;
-  });
 }
 
 async function onPredict(event) {
@@ -1381,7 +1360,6 @@ function bindEvents() {
   }
   $("stop-button").addEventListener("click", onStop);
   $("delete-button").addEventListener("click", onDelete);
-  $("download-link").addEventListener("click", onDownload);
   $("predict-form").addEventListener("submit", onPredict);
   window.addEventListener("hashchange", route);
   window.addEventListener("resize", debounce(scheduleChartDraw, 100));
