@@ -202,4 +202,9 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
         if raw is not None and raw != "":
             values[field_name] = parse(variable, raw)  # type: ignore[operator]
     values.update({name: value for name, value in overrides.items() if value is not None})
+    # Absolute, so artifact paths handed to clients mean the same wherever they are read.
+    for name in ("data_dir", "base_models_dir", "log_file"):
+        if values.get(name) is not None:
+            values[name] = Path(values[name]).expanduser().resolve()  # type: ignore[arg-type]
+    values.setdefault("data_dir", Config.data_dir.resolve())
     return Config(**values)  # type: ignore[arg-type]

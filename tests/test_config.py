@@ -12,8 +12,8 @@ from bertd.config import ConfigError, load_config
 def test_defaults_follow_the_api_contract() -> None:
     config = load_config({})
     assert (config.host, config.port, config.max_concurrent_tasks) == ("0.0.0.0", 8000, 1)
-    assert config.data_dir == Path("./data")
-    assert config.effective_base_models_dir == Path("./data/base_models")
+    assert config.data_dir == Path("./data").resolve()  # absolute: artifact paths must not depend on cwd
+    assert config.effective_base_models_dir == Path("./data/base_models").resolve()
 
 
 def test_environment_and_flag_overrides() -> None:
