@@ -5,9 +5,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-
-def tarball_path(model_dir: Path) -> Path:
-    return model_dir.with_name(model_dir.name + ".tar.gz")
+from bertd.model_files import tarball_path
 
 
 def build_tarball(model_dir: Path, top_folder: str) -> Path:

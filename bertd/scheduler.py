@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from bertd.archive import tarball_path
 from bertd.callbacks import CallbackSender
 from bertd.config import Config
 from bertd.hub import Hub
 from bertd.job import TrainingJob
 from bertd.metrics_export import ServiceMetrics, observe_task_end
+from bertd.model_files import remove_model_files
 from bertd.models import TERMINAL_STATUSES, TaskRecord, TaskStatus, initial_progress, utc_now
 from bertd.pool import WorkerHandle, WorkerPool, describe_exit
 from bertd.store import Store
@@ -371,7 +369,4 @@ class Scheduler:
         return deleted
 
     def _remove_artifacts(self, task_id: str) -> None:
-        model_dir: Path = self._config.models_dir / task_id
-        shutil.rmtree(model_dir, ignore_errors=True)
-        shutil.rmtree(model_dir.with_name(model_dir.name + ".partial"), ignore_errors=True)
-        tarball_path(model_dir).unlink(missing_ok=True)
+        remove_model_files(self._config.models_dir / task_id)

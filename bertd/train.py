@@ -28,6 +28,7 @@ from bertd.base_models import resolve_base_model
 from bertd.data import Dataset, load_dataset
 from bertd.job import Report, ShouldStop, TrainingInputError, TrainingJob, TrainingStopped
 from bertd.metrics import classification_report
+from bertd.model_files import partial_dir
 
 PAD_TO_MULTIPLE = 8  # tensor cores and CPU kernels both prefer shapes in multiples of 8
 BUCKET_WINDOW = 50  # batches sorted together by length; larger pads less but shuffles less
@@ -206,7 +207,7 @@ def save_model(
     output_dir: Path,
 ) -> dict[str, str]:
     """Write the best epoch's model atomically: into a sibling folder, then rename."""
-    partial = output_dir.with_name(output_dir.name + ".partial")
+    partial = partial_dir(output_dir)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     model.load_state_dict(best_state)

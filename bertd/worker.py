@@ -8,7 +8,6 @@ import ctypes
 import errno
 import importlib
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 from loguru import logger
 
 from bertd.job import TrainingInputError, TrainingJob, TrainingStopped
+from bertd.model_files import remove_model_files
 
 PR_SET_PDEATHSIG = 1
 EXIT_PARENT_GONE = 70
@@ -71,12 +71,6 @@ def user_message(error: BaseException) -> str:
         text = f"training failed with {type(error).__name__}: {first_line}".rstrip(": ")
     text = " ".join(text.split())
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
-
-
-def remove_partial_output(output_dir: str) -> None:
-    path = Path(output_dir)
-    shutil.rmtree(path, ignore_errors=True)
-    shutil.rmtree(path.with_name(path.name + ".partial"), ignore_errors=True)
 
 
 def worker_main(
@@ -133,10 +127,10 @@ def worker_main(
         result = train(job, report, lambda: terminated or stop_event.is_set())
         connection.send({"type": "completed", **result})
     except TrainingStopped:
-        remove_partial_output(job.output_dir)
+        remove_model_files(Path(job.output_dir))
         connection.send({"type": "stopped"})
     except BaseException as error:  # noqa: BLE001 - every failure must reach the server as a verdict
-        remove_partial_output(job.output_dir)
+        remove_model_files(Path(job.output_dir))
         try:
             connection.send({"type": "failed", "error": user_message(error),
                              "traceback": "".join(traceback.format_exception(error))})

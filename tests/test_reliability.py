@@ -20,8 +20,7 @@ TASKS = "/api/v1/training/tasks"
 
 
 def long_task(filename: str, epochs: int = 400) -> dict:
-    body = task_body(filename, sheet_name=None, epochs=epochs, batch_size=4)
-    return body
+    return task_body(filename, sheet_name=None, epochs=epochs, batch_size=4)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
