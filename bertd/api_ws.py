@@ -7,6 +7,7 @@ that falls too far behind is closed with 4008; on server shutdown every socket i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -17,6 +18,10 @@ from bertd.hub import CLOSE_TOO_SLOW, LiveState, Message, Subscriber, Subscriber
 from bertd.keys import CONFIG, HUB, STORE, WEBSOCKETS
 from bertd.models import ACTIVE_STATUSES, TERMINAL_STATUSES, TaskRecord
 from bertd.responses import dumps
+
+# Bytes a client may leave unread before new messages queue (and coalesce) instead of being
+# written straight away.
+WRITE_NOW_BUFFER_LIMIT = 64 * 1024
 
 
 def snapshot_of(task: TaskRecord, live: LiveState | None) -> dict[str, Any]:
@@ -32,7 +37,10 @@ def snapshot_of(task: TaskRecord, live: LiveState | None) -> dict[str, Any]:
 
 async def _open(request: web.Request) -> web.WebSocketResponse:
     config = request.app[CONFIG]
-    socket = web.WebSocketResponse(heartbeat=config.ws_heartbeat_seconds or None, max_msg_size=1 << 16)
+    # No permessage-deflate: live messages are small, and one uncompressed frame serves every
+    # subscriber (see ws_frame); compressing would mean one zlib stream per socket per message.
+    socket = web.WebSocketResponse(heartbeat=config.ws_heartbeat_seconds or None, max_msg_size=1 << 16,
+                                   compress=False)
     await socket.prepare(request)
     request.app[WEBSOCKETS].add(socket)
     return socket
@@ -45,6 +53,20 @@ async def _send(socket: web.WebSocketResponse, message: dict[str, Any], timeout:
     await asyncio.wait_for(socket.send_str(text), timeout or None)
 
 
+def _writer_for(socket: web.WebSocketResponse, transport: asyncio.Transport,
+                buffer_limit: int) -> Callable[[Message], bool]:
+    """Writes a message's prepared frame straight to the connection, unless it is closing or the
+    client has not taken what it was already sent (then the hub queues the message instead)."""
+
+    def write_now(message: Message) -> bool:
+        if socket.closed or transport.is_closing() or transport.get_write_buffer_size() > buffer_limit:
+            return False
+        transport.write(message.frame)
+        return True
+
+    return write_now
+
+
 async def _drain_incoming(socket: web.WebSocketResponse) -> None:
     """Read (and ignore) what the client sends, so pings, pongs and its close are handled."""
     async for message in socket:
@@ -55,20 +77,22 @@ async def _drain_incoming(socket: web.WebSocketResponse) -> None:
 async def _stream(request: web.Request, socket: web.WebSocketResponse, subscriber: Subscriber,
                   first: list[dict[str, Any]], close_after_end: bool) -> None:
     timeout = request.app[CONFIG].ws_send_timeout_seconds
+    write_now = _writer_for(socket, request.transport, WRITE_NOW_BUFFER_LIMIT)
     reader = asyncio.create_task(_drain_incoming(socket))
+    reader.add_done_callback(lambda _: subscriber.hang_up())
     try:
         for message in first:
             await _send(socket, message, timeout)
             if message["type"] == "end" and close_after_end:
                 await socket.close(code=WSCloseCode.OK, message=b"task ended")
                 return
-        while not reader.done():
-            next_message = asyncio.ensure_future(subscriber.next())
-            await asyncio.wait({next_message, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not next_message.done():
-                next_message.cancel()
+        while True:
+            # Direct writes only while nothing is queued or in flight here, so order holds.
+            subscriber.write_now = write_now
+            message = await subscriber.next()
+            subscriber.write_now = None
+            if message is None:
                 break
-            message = next_message.result()
             await _send(socket, message, timeout)
             if message["type"] == "end" and close_after_end:
                 await socket.close(code=WSCloseCode.OK, message=b"task ended")
@@ -80,6 +104,7 @@ async def _stream(request: web.Request, socket: web.WebSocketResponse, subscribe
     except (ConnectionResetError, RuntimeError):
         pass  # the client went away mid-send
     finally:
+        subscriber.write_now = None
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
 

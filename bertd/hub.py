@@ -4,6 +4,10 @@ Every message of a task carries a per-task sequence number. The hub also keeps e
 status and progress with that number, so a subscriber gets a snapshot and its live queue in one
 synchronous step: nothing can fall between them, and nothing arrives twice.
 
+Delivery: a subscriber that is keeping up gets each message written straight to its socket during
+`publish` (one prepared frame, one write per socket: no task wake-up per subscriber per message).
+Otherwise the message waits in the subscriber's queue for its sender task.
+
 Back-pressure: a subscriber's pending `progress` for a task is replaced by a newer one (newest
 wins); `status`, `epoch` and `end` are never dropped. A subscriber whose queue still overflows is
 marked too slow and its socket is closed with CLOSE_TOO_SLOW."""
@@ -14,21 +18,28 @@ import asyncio
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bertd.ws_frame import text_frame
+
 CLOSE_TOO_SLOW = 4008
 COALESCED_TYPES = frozenset({"progress"})
+# `end` always goes through the sender task, which closes the task stream after it.
+QUEUED_TYPES = frozenset({"end"})
 
 
 class Message(dict):
-    """A published message. `text` is its JSON, encoded once however many subscribers send it."""
+    """A published message. `text` (its JSON) and `frame` (that JSON as a WebSocket frame) are
+    built once however many subscribers get it."""
 
-    __slots__ = ("text",)
+    __slots__ = ("frame", "text")
 
     def __init__(self, body: dict[str, Any]) -> None:
         super().__init__(body)
         self.text = json.dumps(body, ensure_ascii=False)
+        self.frame = text_frame(self.text)
 
 
 @dataclass
@@ -52,10 +63,17 @@ class Subscriber:
     _queue: deque[dict[str, Any]] = field(default_factory=deque)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     too_slow: bool = False
+    hung_up: bool = False
     coalesced: int = 0
+    # Set by the sender task while its queue is empty: writes a message to the socket now and
+    # says whether it did (False when the socket is closing or its buffer is full).
+    write_now: Callable[[Message], bool] | None = None
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.too_slow:
+            return
+        if (self.write_now is not None and not self._queue and message["type"] not in QUEUED_TYPES
+                and isinstance(message, Message) and self.write_now(message)):
             return
         if message["type"] in COALESCED_TYPES:
             for index, pending in enumerate(self._queue):
@@ -70,10 +88,18 @@ class Subscriber:
             self._queue.append(message)
         self._ready.set()
 
-    async def next(self) -> dict[str, Any]:
+    def hang_up(self) -> None:
+        """The connection is gone: wake the sender task so it can finish."""
+        self.hung_up = True
+        self._ready.set()
+
+    async def next(self) -> dict[str, Any] | None:
+        """The oldest queued message, waiting for one; None once the connection is gone."""
         while not self._queue:
             if self.too_slow:
                 raise SubscriberTooSlow()
+            if self.hung_up:
+                return None
             self._ready.clear()
             await self._ready.wait()
         if self.too_slow:

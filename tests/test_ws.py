@@ -15,6 +15,7 @@ from aiohttp import WSMsgType
 
 from bertd.hub import CLOSE_TOO_SLOW, Hub, SubscriberTooSlow
 from bertd.keys import HUB
+from bertd.ws_frame import text_frame
 
 from helpers import TASKS, create, task_body, upload, wait_for
 
@@ -201,3 +202,42 @@ async def test_shutdown_closes_every_socket_with_1001(make_client) -> None:
         message = await ws.receive(timeout=5)
         assert message.type == WSMsgType.CLOSE and message.data == 1001
         await ws.close()
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_text_frames_follow_rfc_6455(size: int) -> None:
+    text = "界" * (size // 3) + "a" * (size % 3)  # multi-byte UTF-8: the length is in bytes
+    frame = text_frame(text)
+    payload = text.encode()
+    assert frame[0] == 0x81  # FIN, text
+    if size < 126:
+        assert frame[1] == size and frame[2:] == payload
+    elif size < 65536:
+        assert frame[1] == 126 and int.from_bytes(frame[2:4], "big") == size and frame[4:] == payload
+    else:
+        assert frame[1] == 127 and int.from_bytes(frame[2:10], "big") == size and frame[10:] == payload
+
+
+def test_a_keeping_up_subscriber_is_written_to_directly_and_order_holds() -> None:
+    hub = Hub()
+    subscriber, _ = hub.subscribe("t")
+    written: list[int] = []
+    accept = True
+
+    def write_now(message) -> bool:
+        if accept:
+            written.append(message["seq"])
+        return accept
+
+    subscriber.write_now = write_now
+    hub.publish("t", {"type": "progress", "step": 1})
+    hub.publish("t", {"type": "status", "status": "training"})
+    assert written == [1, 2] and subscriber.pending() == 0
+    accept = False  # the socket's buffer is full: messages queue
+    hub.publish("t", {"type": "epoch", "epoch": 1})
+    accept = True
+    hub.publish("t", {"type": "progress", "step": 2})  # behind a queued message: must queue too
+    assert written == [1, 2] and [m["seq"] for m in subscriber._queue] == [3, 4]
+    subscriber._queue.clear()
+    hub.publish("t", {"type": "end", "task": {}})  # the sender task sends `end` and closes
+    assert written == [1, 2] and subscriber.pending() == 1
