@@ -25,6 +25,7 @@ from loguru import logger
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bertd.base_models import resolve_base_model
+from bertd.cpu_dropout import restore_attention, use_numpy_dropout
 from bertd.data import Dataset, load_dataset
 from bertd.job import Report, ShouldStop, TrainingInputError, TrainingJob, TrainingStopped
 from bertd.metrics import classification_report
@@ -211,6 +212,7 @@ def save_model(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     model.load_state_dict(best_state)
+    restore_attention(model)
     model.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial)
     labels = {
@@ -284,6 +286,8 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model.to(device)
+    # On the CPU, torch's dropout masks cost a fifth of each step; NumPy draws them faster.
+    numpy_dropout = device.type == "cpu" and use_numpy_dropout(model, hp["random_seed"])
 
     max_length = hp["max_sequence_length"]
     model_limit = getattr(model.config, "max_position_embeddings", None)
@@ -313,8 +317,9 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
     forward = torch.compile(model, dynamic=True) if compiled else model
     evaluation_steps = hp["evaluation_steps"]
     logger.info(
-        "task {} training on {} ({}{}): {} train / {} validation rows, {} labels, {} steps",
-        job.task_id, device, autocast_dtype or "fp32", ", compiled" if compiled else "", len(train_split.input_ids),
+        "task {} training on {} ({}{}{}): {} train / {} validation rows, {} labels, {} steps",
+        job.task_id, device, autocast_dtype or "fp32", ", compiled" if compiled else "",
+        ", NumPy dropout" if numpy_dropout else "", len(train_split.input_ids),
         len(validation_split.input_ids), len(dataset.label_names), total_steps,
     )
 
