@@ -22,6 +22,7 @@ from loguru import logger
 
 from bertd.job import TrainingInputError, TrainingJob, TrainingStopped
 from bertd.model_files import remove_model_files
+from bertd.priority import low_until_job
 
 PR_SET_PDEATHSIG = 1
 EXIT_PARENT_GONE = 70
@@ -102,7 +103,9 @@ def worker_main(
     logger.add(sys.stderr, level=log_level,
                format="{time:YYYY-MM-DD HH:mm:ss} | {level: <7} | worker {extra[task]} | {message}")
 
-    # The imports (torch, transformers) happen while the worker is still a spare, before any job.
+    # The imports (torch, transformers) happen while the worker is still a spare, before any job,
+    # at low CPU priority so that a task training meanwhile keeps its cores.
+    restore_priority = low_until_job(jobs)
     train: Any = None
     import_error: BaseException | None = None
     try:
@@ -115,6 +118,7 @@ def worker_main(
         return  # the server closed the spare without a job
     finally:
         jobs.close()
+    restore_priority()  # before the job starts threads of its own, which would inherit a low one
     log = logger.bind(task=job.task_id)
     log.debug("worker {} took the job", os.getpid())
 

@@ -67,3 +67,26 @@ def affinity(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[
     report({"type": "warning", "message": f"cpus={sorted(os.sched_getaffinity(0))} threads={job.cpu_threads}"})
     return {"metrics": {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []},
             "artifacts": None}
+
+
+def priority(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+    """Reports the nice values of its threads (one started by the job itself included)."""
+    import threading
+
+    from bertd.priority import thread_nice_values
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def job_thread() -> None:
+        started.set()
+        release.wait()
+
+    thread = threading.Thread(target=job_thread)
+    thread.start()
+    started.wait()
+    report({"type": "warning", "message": f"nice={sorted(set(thread_nice_values().values()))}"})
+    release.set()
+    thread.join()
+    return {"metrics": {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []},
+            "artifacts": None}

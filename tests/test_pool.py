@@ -8,6 +8,8 @@ from pathlib import Path
 
 from processes import alive, children_of
 
+from bertd.priority import IMPORT_NICE
+
 from helpers import create, task_body, upload, wait_for
 
 
@@ -53,3 +55,20 @@ async def test_workers_run_on_the_cpus_they_are_given(make_client, csv_file: Pat
     history = await (await client.get(f"/api/v1/training/tasks/{task_id}/events")).json()
     warnings = [e["data"]["message"] for e in history["events"] if e["type"] == "warning"]
     assert warnings == ["cpus=[0] threads=1"]
+
+
+async def test_a_spare_imports_at_low_priority_and_its_job_runs_at_the_servers(make_client, csv_file: Path) -> None:
+    client = await make_client(training_function="standin:priority", keep_spare_worker=True)
+    [spare] = await wait_for_workers(1)
+    for _ in range(200):
+        if os.getpriority(os.PRIO_PROCESS, spare) == IMPORT_NICE:
+            break
+        await asyncio.sleep(0.05)
+    assert os.getpriority(os.PRIO_PROCESS, spare) == IMPORT_NICE  # the spare's main thread, importing
+
+    await upload(client, csv_file)
+    task_id = (await create(client, task_body(csv_file.name, sheet_name=None)))["task_id"]
+    await wait_for(client, task_id, {"completed"}, timeout=20)
+    history = await (await client.get(f"/api/v1/training/tasks/{task_id}/events")).json()
+    warnings = [e["data"]["message"] for e in history["events"] if e["type"] == "warning"]
+    assert warnings == [f"nice={[os.getpriority(os.PRIO_PROCESS, 0)]}"]
