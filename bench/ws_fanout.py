@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import os
 import statistics
@@ -31,7 +32,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-async def watch(session: aiohttp.ClientSession, url: str, latencies: list[tuple[float, float]],
+async def watch(session: aiohttp.ClientSession, url: str, latencies: list[tuple[float, float, str]],
                 snapshots: list[float], counts: list[int]) -> None:
     async with session.ws_connect(url, max_msg_size=0) as ws:
         received = 0
@@ -47,7 +48,7 @@ async def watch(session: aiohttp.ClientSession, url: str, latencies: list[tuple[
         counts.append(received)
 
 
-def record(text: bytes | str, now: float, latencies: list[tuple[float, float]], snapshots: list[float]) -> None:
+def record(text: bytes | str, now: float, latencies: list[tuple[float, float, str]], snapshots: list[float]) -> None:
     """Note (publish time, receive time minus the message's `at`), or the arrival of a snapshot.
     Read without a full JSON parse: the clients share the machine with the server, and their own
     parsing time would count as delivery latency."""
@@ -62,13 +63,13 @@ def record(text: bytes | str, now: float, latencies: list[tuple[float, float]], 
     if end < 0:
         end = data.find(b"}", start)
     published = float(data[start + 6 : end])
-    latencies.append((published, now - published))
+    latencies.append((published, now - published, data[10 : data.find(b'"', 10)].decode()))
 
 
 class RawWatcher(asyncio.Protocol):
     """One subscriber as a bare protocol: no task, no message objects, one callback per read."""
 
-    def __init__(self, host: str, path: str, latencies: list[tuple[float, float]], snapshots: list[float],
+    def __init__(self, host: str, path: str, latencies: list[tuple[float, float, str]], snapshots: list[float],
                  counts: list[int]) -> None:
         self.request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                         f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
@@ -128,7 +129,7 @@ class RawWatcher(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def watch_raw(url: str, latencies: list[tuple[float, float]], snapshots: list[float], counts: list[int]) -> None:
+async def watch_raw(url: str, latencies: list[tuple[float, float, str]], snapshots: list[float], counts: list[int]) -> None:
     host_port, _, path = url.removeprefix("ws://").partition("/")
     host, _, port = host_port.partition(":")
     loop = asyncio.get_running_loop()
@@ -140,7 +141,7 @@ async def watch_raw(url: str, latencies: list[tuple[float, float]], snapshots: l
 async def one_run(server, clients: int, body: dict, client_kind: str = "raw") -> dict:
     task = server.request("POST", "/api/v1/training/tasks", body)
     task_id = task["task_id"]
-    latencies: list[tuple[float, float]] = []
+    latencies: list[tuple[float, float, str]] = []
     snapshots: list[float] = []
     counts: list[int] = []
     ws_url = server.url.replace("http", "ws") + f"/api/v1/training/tasks/{task_id}/ws"
@@ -158,8 +159,18 @@ async def one_run(server, clients: int, body: dict, client_kind: str = "raw") ->
     done = server.wait_for(task_id, {"completed", "failed"})
     assert done["status"] == "completed", done["error_message"]
     all_connected = max(snapshots, default=0.0)
-    steady = [latency for published, latency in latencies if published > all_connected]
-    connecting = [latency for published, latency in latencies if published <= all_connected]
+    slowest: dict[tuple[float, str], float] = {}
+    for published, latency, kind in latencies:
+        slowest[published, kind] = max(latency, slowest.get((published, kind), 0.0))
+    if slowest:
+        first = min(published for published, _ in slowest)
+        worst = sorted(slowest.items(), key=lambda item: -item[1])[:5]
+        # Which publishes were late, at what second of the run: spikes that line up with epoch ends
+        # (evaluation, saving) or with the connect storm read differently from a steady tail.
+        described = (f"{published - first:.1f} {kind}: {1000 * latency:.0f}" for (published, kind), latency in worst)
+        print("slowest publishes (second of run, type: worst latency ms):", ", ".join(described), flush=True)
+    steady = [latency for published, latency, _ in latencies if published > all_connected]
+    connecting = [latency for published, latency, _ in latencies if published <= all_connected]
     return {
         "clients": clients,
         "samples_per_second": done["metrics"]["samples_per_second"],
@@ -201,7 +212,12 @@ def main() -> None:
             os.nice(19)
         asyncio.run(one_run(server, 0, body))  # warm-up: page cache, first-import costs
         for clients in (int(n) for n in arguments.clients.split(",")):
+            # The subscribers' process keeps tens of thousands of latency records: a full garbage
+            # collection pass over them would show up as delivery latency that the server did not cause.
+            gc.collect()
+            gc.disable()
             results.append(asyncio.run(one_run(server, clients, body, arguments.client)))
+            gc.enable()
             print(json.dumps(results[-1]), flush=True)
 
     # Against the mean of every run without clients: this VM drifts several percent between runs,

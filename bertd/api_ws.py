@@ -14,7 +14,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from loguru import logger
 
 from bertd.errors import not_found
-from bertd.hub import CLOSE_TOO_SLOW, LiveState, Message, Subscriber, SubscriberTooSlow
+from bertd.hub import CLOSE_TOO_SLOW, END_WRITTEN, LiveState, Message, Subscriber, SubscriberTooSlow
 from bertd.keys import CONFIG, HUB, STORE, WEBSOCKETS
 from bertd.models import ACTIVE_STATUSES, TERMINAL_STATUSES, TaskRecord
 from bertd.responses import dumps
@@ -93,7 +93,8 @@ async def _stream(request: web.Request, socket: web.WebSocketResponse, subscribe
             subscriber.write_now = None
             if message is None:
                 break
-            await _send(socket, message, timeout)
+            if message is not END_WRITTEN:
+                await _send(socket, message, timeout)
             if message["type"] == "end" and close_after_end:
                 await socket.close(code=WSCloseCode.OK, message=b"task ended")
                 return

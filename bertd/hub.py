@@ -26,8 +26,8 @@ from bertd.ws_frame import text_frame
 
 CLOSE_TOO_SLOW = 4008
 COALESCED_TYPES = frozenset({"progress"})
-# `end` always goes through the sender task, which closes the task stream after it.
-QUEUED_TYPES = frozenset({"end"})
+# Queued after an `end` that was written directly: the sender task closes the task stream on it.
+END_WRITTEN: dict[str, Any] = {"type": "end", "written": True}
 
 
 class Message(dict):
@@ -72,8 +72,11 @@ class Subscriber:
     def offer(self, message: dict[str, Any]) -> None:
         if self.too_slow:
             return
-        if (self.write_now is not None and not self._queue and message["type"] not in QUEUED_TYPES
-                and isinstance(message, Message) and self.write_now(message)):
+        if (self.write_now is not None and not self._queue and isinstance(message, Message)
+                and self.write_now(message)):
+            if message["type"] == "end":
+                self._queue.append(END_WRITTEN)
+                self._ready.set()
             return
         if message["type"] in COALESCED_TYPES:
             for index, pending in enumerate(self._queue):

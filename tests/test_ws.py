@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from bertd.hub import CLOSE_TOO_SLOW, Hub, SubscriberTooSlow
+from bertd.hub import CLOSE_TOO_SLOW, END_WRITTEN, Hub, SubscriberTooSlow
 from bertd.keys import HUB
 from bertd.ws_frame import text_frame
 
@@ -239,5 +239,5 @@ def test_a_keeping_up_subscriber_is_written_to_directly_and_order_holds() -> Non
     hub.publish("t", {"type": "progress", "step": 2})  # behind a queued message: must queue too
     assert written == [1, 2] and [m["seq"] for m in subscriber._queue] == [3, 4]
     subscriber._queue.clear()
-    hub.publish("t", {"type": "end", "task": {}})  # the sender task sends `end` and closes
-    assert written == [1, 2] and subscriber.pending() == 1
+    hub.publish("t", {"type": "end", "task": {}})  # written too; the sender task is woken to close
+    assert written == [1, 2, 5] and list(subscriber._queue) == [END_WRITTEN]
