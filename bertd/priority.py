@@ -37,7 +37,7 @@ def thread_nice_values() -> dict[int, int]:
     return values
 
 
-def _can_raise_priority(nice: int) -> bool:
+def can_raise_priority(nice: int) -> bool:
     """Whether a thread of this process may go back to `nice` after being lowered: try it on a
     thread that exists only for the probe."""
     allowed: list[bool] = []
@@ -76,7 +76,7 @@ def low_until_job(jobs: Connection) -> Callable[[], None]:
     if not os.path.isdir("/proc/self/task") or not hasattr(os, "setpriority"):
         return lambda: None
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    if base >= IMPORT_NICE or not _can_raise_priority(base):
+    if base >= IMPORT_NICE or not can_raise_priority(base):
         return lambda: None
 
     def restore_when_job_arrives() -> None:
