@@ -16,9 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+try:  # versions of transformers without these keep torch's attention dropout (the modules still swap)
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+except ImportError:
+    AttentionInterface = None
 
 ATTENTION_NAME = "bertd_cpu_dropout"
 _LEVELS = 1 << 16
@@ -69,8 +73,9 @@ def _attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, 
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
-AttentionInterface.register(ATTENTION_NAME, _attention)
-ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, sdpa_mask)
+if AttentionInterface is not None:
+    AttentionInterface.register(ATTENTION_NAME, _attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, sdpa_mask)
 
 
 def use_numpy_dropout(model: torch.nn.Module, seed: int) -> bool:
@@ -82,6 +87,8 @@ def use_numpy_dropout(model: torch.nn.Module, seed: int) -> bool:
         for name, child in list(parent.named_children()):
             if type(child) is torch.nn.Dropout:
                 setattr(parent, name, NumpyDropout(child.p, generator).train(child.training))
+    if AttentionInterface is None:
+        return False
     try:
         model.set_attn_implementation(ATTENTION_NAME)
     except (ValueError, AttributeError):
