@@ -27,7 +27,7 @@ from bertd.ws_frame import text_frame
 CLOSE_TOO_SLOW = 4008
 COALESCED_TYPES = frozenset({"progress"})
 # Queued after an `end` that was written directly: the sender task closes the task stream on it.
-END_WRITTEN: dict[str, Any] = {"type": "end", "written": True}
+END_WRITTEN: dict[str, Any] = {"type": "end", "task_id": None, "written": True}
 
 
 class Message(dict):
