@@ -80,23 +80,26 @@ async def _stream(request: web.Request, socket: web.WebSocketResponse, subscribe
     write_now = _writer_for(socket, request.transport, WRITE_NOW_BUFFER_LIMIT)
     reader = asyncio.create_task(_drain_incoming(socket))
     reader.add_done_callback(lambda _: subscriber.hang_up())
+
+    async def deliver(message: dict[str, Any]) -> bool:
+        """Send `message` (unless the hub already wrote it); True once the stream is closed after `end`."""
+        if message is not END_WRITTEN:
+            await _send(socket, message, timeout)
+        if message["type"] == "end" and close_after_end:
+            await socket.close(code=WSCloseCode.OK, message=b"task ended")
+            return True
+        return False
+
     try:
         for message in first:
-            await _send(socket, message, timeout)
-            if message["type"] == "end" and close_after_end:
-                await socket.close(code=WSCloseCode.OK, message=b"task ended")
+            if await deliver(message):
                 return
         while True:
             # Direct writes only while nothing is queued or in flight here, so order holds.
             subscriber.write_now = write_now
             message = await subscriber.next()
             subscriber.write_now = None
-            if message is None:
-                break
-            if message is not END_WRITTEN:
-                await _send(socket, message, timeout)
-            if message["type"] == "end" and close_after_end:
-                await socket.close(code=WSCloseCode.OK, message=b"task ended")
+            if message is None or await deliver(message):
                 return
     except (TimeoutError, SubscriberTooSlow):
         logger.info("closing a WebSocket client that fell too far behind ({})", request.path)

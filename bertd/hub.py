@@ -69,11 +69,10 @@ class Subscriber:
     # says whether it did (False when the socket is closing or its buffer is full).
     write_now: Callable[[Message], bool] | None = None
 
-    def offer(self, message: dict[str, Any]) -> None:
+    def offer(self, message: Message) -> None:
         if self.too_slow:
             return
-        if (self.write_now is not None and not self._queue and isinstance(message, Message)
-                and self.write_now(message)):
+        if self.write_now is not None and not self._queue and self.write_now(message):
             if message["type"] == "end":
                 self._queue.append(END_WRITTEN)
                 self._ready.set()

@@ -26,12 +26,16 @@ def _set_thread_nice(thread_id: int, nice: int) -> None:
     os.setpriority(os.PRIO_PROCESS, thread_id, nice)
 
 
+def _thread_ids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc/self/task")]
+
+
 def thread_nice_values() -> dict[int, int]:
     """Nice value of each thread of this process (Linux)."""
     values = {}
-    for name in os.listdir("/proc/self/task"):
+    for thread_id in _thread_ids():
         try:
-            values[int(name)] = os.getpriority(os.PRIO_PROCESS, int(name))
+            values[thread_id] = os.getpriority(os.PRIO_PROCESS, thread_id)
         except (ProcessLookupError, PermissionError):
             continue  # the thread ended
     return values
@@ -58,7 +62,7 @@ def can_raise_priority(nice: int) -> bool:
 
 
 def restore(nice: int) -> None:
-    for thread_id in thread_nice_values():
+    for thread_id in _thread_ids():
         try:
             _set_thread_nice(thread_id, nice)
         except ProcessLookupError:
