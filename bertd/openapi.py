@@ -259,7 +259,6 @@ def build_openapi() -> dict[str, Any]:
                               "400": bad_request,
                               "409": _error("A data file was deleted meanwhile"),
                               "415": _error("Body is not application/json"),
-                              "422": _error("A feature this server does not support (LoRA)"),
                               "429": _error("MAX_QUEUED_TASKS tasks are already waiting"),
                               "503": _error("The server is shutting down")},
             },

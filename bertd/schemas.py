@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from bertd.errors import ApiError, validation_error
+from bertd.errors import validation_error
 
 
 class _Required:
@@ -91,10 +91,14 @@ def _check_value(spec: FieldSpec, value: Any, path: str) -> Any:
             raise validation_error(f"{path} {PATTERN_HINTS.get(spec.pattern, 'has an invalid format')}; got {value!r}", path)
     if spec.kind == "object" and spec.fields is not None:
         return validate_object(spec.fields, value, path)
-    if spec.kind == "array" and spec.item_kind is not None:
+    if spec.kind == "array":
+        if spec.min_length is not None and len(value) < spec.min_length:
+            raise validation_error(f"{path} must have at least {spec.min_length} item(s)", path)
         for index, item in enumerate(value):
-            if not _kind_matches(spec.item_kind, item):
+            if spec.item_kind is not None and not _kind_matches(spec.item_kind, item):
                 raise validation_error(f"{path}[{index}] must be {JSON_TYPE_NAMES[spec.item_kind]}", path)
+            if spec.item_kind == "string" and not item:
+                raise validation_error(f"{path}[{index}] must not be empty", path)
     return value
 
 
@@ -144,12 +148,15 @@ PATTERN_HINTS = {
 }
 
 LORA_FIELDS = (
-    FieldSpec("enabled", "boolean", "Train LoRA adapters instead of all weights.", default=False),
+    FieldSpec("enabled", "boolean",
+              "Train low-rank adapters and the classification head instead of all weights; the saved model has the "
+              "adapters merged in. Use a learning rate around 1e-4 to 1e-3.", default=False),
     FieldSpec("r", "integer", "LoRA rank.", default=8, minimum=1, maximum=256),
     FieldSpec("lora_alpha", "integer", "LoRA scaling numerator.", default=16, minimum=1, maximum=1024),
     FieldSpec("lora_dropout", "number", "Dropout on LoRA inputs.", default=0.1, minimum=0, maximum=0.9),
     FieldSpec(
-        "target_modules", "array", "Module names to adapt.", default=("query", "value"), item_kind="string"
+        "target_modules", "array", "Names of the linear layers to adapt (BERT: query, key, value, dense).",
+        default=("query", "value"), item_kind="string", min_length=1,
     ),
 )
 
@@ -198,7 +205,7 @@ HYPERPARAMETER_FIELDS = (
     FieldSpec("compile", "string",
               "torch.compile the model: auto (on a GPU when the job is long enough to repay compiling), on, off.",
               default="auto", choices=("auto", "on", "off")),
-    FieldSpec("lora", "object", "LoRA settings (not yet supported: enabled must be false).", default={},
+    FieldSpec("lora", "object", "LoRA fine-tuning (off by default).", default={},
               fields=LORA_FIELDS),
 )
 
@@ -228,11 +235,6 @@ def validate_task_request(body: Any) -> dict[str, Any]:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise validation_error(f"callback_url must be an http:// or https:// URL; got {callback_url!r}",
                                    "callback_url")
-    if request["hyperparameters"]["lora"]["enabled"]:
-        raise ApiError(422, "validation_error",
-                       "hyperparameters.lora.enabled: LoRA fine-tuning is not supported by this bertd yet; "
-                       "set it to false to fine-tune all weights",
-                       {"field": "hyperparameters.lora.enabled"})
     return request
 
 
@@ -253,7 +255,7 @@ def field_schema(spec: FieldSpec) -> dict[str, Any]:
     if spec.choices is not None:
         schema["enum"] = list(spec.choices) + ([None] if spec.nullable else [])
     if spec.min_length is not None:
-        schema["minLength"] = spec.min_length
+        schema["minItems" if spec.kind == "array" else "minLength"] = spec.min_length
     if spec.max_length is not None:
         schema["maxLength"] = spec.max_length
     if spec.pattern is not None:
@@ -262,7 +264,8 @@ def field_schema(spec: FieldSpec) -> dict[str, Any]:
         schema.update(object_schema(spec.fields))
         schema["type"] = "object"
     if spec.item_kind is not None:
-        schema["items"] = {"type": spec.item_kind}
+        # Empty strings are refused like in string fields.
+        schema["items"] = {"type": spec.item_kind, **({"minLength": 1} if spec.item_kind == "string" else {})}
     return schema
 
 

@@ -28,6 +28,7 @@ from bertd.base_models import resolve_base_model
 from bertd.cpu_dropout import restore_attention, use_numpy_dropout
 from bertd.data import Dataset, load_dataset
 from bertd.job import Report, ShouldStop, TrainingInputError, TrainingJob, TrainingStopped
+from bertd.lora import LORA_SMALL_LEARNING_RATE, merge_lora, parameter_counts, wrap_with_lora
 from bertd.metrics import classification_report
 from bertd.model_files import partial_dir
 
@@ -164,8 +165,9 @@ def evaluate(
 
 @dataclass
 class BestSoFar:
-    """The best evaluation by validation macro-F1 and a CPU copy of its weights: far cheaper than
-    a checkpoint written per improvement, and what gets saved at the end."""
+    """The best evaluation by validation macro-F1 and a CPU copy of the weights that training
+    changes (frozen ones are left out: with LoRA that is nearly all of them). Far cheaper than a
+    checkpoint written per improvement, and what gets saved at the end."""
 
     entry: dict[str, Any] | None = None
     state: dict[str, torch.Tensor] | None = None
@@ -174,7 +176,10 @@ class BestSoFar:
         if self.entry is not None and evaluation["macro_f1"] <= self.entry["val_macro_f1"]:
             return False
         self.entry = {**entry, "per_class": evaluation["per_class"], "confusion_matrix": evaluation["confusion_matrix"]}
-        self.state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+        changing = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+        changing.update(name for name, _ in model.named_buffers())
+        self.state = {name: tensor.detach().to("cpu", copy=True)
+                      for name, tensor in model.state_dict().items() if name in changing}
         return True
 
 
@@ -211,9 +216,11 @@ def save_model(
     partial = partial_dir(output_dir)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    model.load_state_dict(best_state)
-    restore_attention(model)
-    model.save_pretrained(partial, safe_serialization=True)
+    unexpected = model.load_state_dict(best_state, strict=False).unexpected_keys
+    assert not unexpected, f"best-epoch weights that the model lacks: {unexpected}"
+    plain = merge_lora(model)
+    restore_attention(plain)
+    plain.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial)
     labels = {
         "labels": label_names,
@@ -276,6 +283,12 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
     # Seed before the model is built so the new classification head starts the same every run.
     seed_everything(hp["random_seed"])
     model, tokenizer = load_model_and_tokenizer(job, dataset)
+    if hp["lora"]["enabled"]:
+        model = wrap_with_lora(model, hp["lora"])
+        if hp["learning_rate"] < LORA_SMALL_LEARNING_RATE:
+            report({"type": "warning", "message": f"learning_rate {hp['learning_rate']:g} is low for LoRA, whose "
+                    f"adapters usually need 1e-4 to 1e-3; the model may barely change"})
+    trainable_parameters, total_parameters = parameter_counts(model)
     device = torch.device(job.device) if job.device and torch.cuda.is_available() else pick_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -317,10 +330,12 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
     forward = torch.compile(model, dynamic=True) if compiled else model
     evaluation_steps = hp["evaluation_steps"]
     logger.info(
-        "task {} training on {} ({}{}{}): {} train / {} validation rows, {} labels, {} steps",
+        "task {} training on {} ({}{}{}{}): {} train / {} validation rows, {} labels, {} steps, {:,} of {:,} "
+        "parameters trained",
         job.task_id, device, autocast_dtype or "fp32", ", compiled" if compiled else "",
-        ", NumPy dropout" if numpy_dropout else "", len(train_split.input_ids),
-        len(validation_split.input_ids), len(dataset.label_names), total_steps,
+        ", NumPy dropout" if numpy_dropout else "", ", LoRA" if hp["lora"]["enabled"] else "",
+        len(train_split.input_ids), len(validation_split.input_ids), len(dataset.label_names), total_steps,
+        trainable_parameters, total_parameters,
     )
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -456,6 +471,9 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
         "precision": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else "fp32",
         "compiled": compiled,
         "class_weights": weights.tolist() if weights is not None else None,
+        "lora": hp["lora"]["enabled"],
+        "trainable_parameters": trainable_parameters,
+        "total_parameters": total_parameters,
     }
     artifacts = save_model(model, tokenizer, best.state, dataset.label_names, metrics, output_dir)
     return {"metrics": metrics, "artifacts": artifacts}

@@ -129,6 +129,11 @@ def test_dashboard_uploads_creates_and_watches_a_task(page: Page, js_errors: lis
         page.fill("#hp-batch_size", "8")
         page.fill("#hp-learning_rate", "0.003")
         page.fill("#hp-max_sequence_length", "32")
+        # Nested settings are dotted fields under "More hyperparameters"; a list is comma-separated.
+        page.click("#hyperparameters-more summary")
+        expect(page.locator('[data-hp="lora.target_modules"]')).to_have_value("query, value")
+        page.fill('[data-hp="lora.r"]', "4")
+        page.fill('[data-hp="lora.target_modules"]', "query, key ,value,")
 
         # A request the API refuses shows its message, and marks the field it names.
         page.click("#create-button")
@@ -151,6 +156,8 @@ def test_dashboard_uploads_creates_and_watches_a_task(page: Page, js_errors: lis
                 hyperparameters["max_sequence_length"]) == (6, 8, 0.003, 32)
         assert (hyperparameters["sheet_name"], hyperparameters["text_column"], hyperparameters["label_column"]) == \
             ("data", "内容", "标签")
+        assert hyperparameters["lora"] == {"enabled": False, "r": 4, "lora_alpha": 16, "lora_dropout": 0.1,
+                                           "target_modules": ["query", "key", "value"]}
 
         # Live progress over the WebSocket: the bar moves and the loss curve grows while training.
         expect(page.locator("#task-status")).to_have_attribute("data-status", "completed", timeout=90_000)

@@ -124,3 +124,17 @@ def test_worker_messages_say_what_to_do() -> None:
     other = user_message(ValueError("bad thing\nwith a second line"))
     assert other == "training failed with ValueError: bad thing"
     assert len(user_message(RuntimeError("x" * 5000))) <= 500
+
+
+def test_lora_with_a_full_fine_tuning_learning_rate_is_warned_about(tmp_path: Path, base_models_dir: Path) -> None:
+    messages: list[dict] = []
+    result = run_training(job_for(tmp_path, base_models_dir, "lora", epochs=1, learning_rate=2e-5,
+                                  lora={"enabled": True}), messages.append, lambda: False)
+    warnings = [m["message"] for m in messages if m["type"] == "warning"]
+    assert warnings == ["learning_rate 2e-05 is low for LoRA, whose adapters usually need 1e-4 to 1e-3; "
+                        "the model may barely change"]
+    assert result["metrics"]["lora"] is True
+    full = run_training(job_for(tmp_path, base_models_dir, "full", epochs=1), lambda _: None, lambda: False)
+    assert full["metrics"]["lora"] is False
+    assert full["metrics"]["trainable_parameters"] == full["metrics"]["total_parameters"]
+    assert result["metrics"]["trainable_parameters"] < full["metrics"]["trainable_parameters"] / 10

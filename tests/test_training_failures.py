@@ -21,6 +21,8 @@ async def test_data_problems_fail_the_task_with_a_message_naming_them(make_clien
                                           "base_model": "no-such-model"})
     unseen_labels = await create(client, {**task_body(train.name, epochs=1, sheet_name=None),
                                           "validation_data_file": unseen.name})
+    bad_lora = await create(client, task_body(train.name, epochs=1, sheet_name=None,
+                                              lora={"enabled": True, "target_modules": ["q_proj"]}))
 
     failed = await wait_for(client, single["task_id"], {"failed", "completed"}, timeout=60)
     assert failed["status"] == "failed"
@@ -39,6 +41,12 @@ async def test_data_problems_fail_the_task_with_a_message_naming_them(make_clien
     failed = await wait_for(client, unseen_labels["task_id"], {"failed", "completed"}, timeout=60)
     assert failed["status"] == "failed"
     assert "never occur in the training data: 工业废气" in failed["error_message"]
+
+    failed = await wait_for(client, bad_lora["task_id"], {"failed", "completed"}, timeout=60)
+    assert failed["status"] == "failed"
+    message = failed["error_message"]
+    assert message.startswith("hyperparameters.lora.target_modules ['q_proj'] do not match the base model's layers")
+    assert "its linear layers are named: " in message and "query" in message and "value" in message
 
     history = [e["data"] for e in await events(client, single["task_id"]) if e["type"] == "status"]
     assert [data["status"] for data in history] == ["queued", "training", "failed"]

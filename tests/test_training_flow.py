@@ -93,3 +93,41 @@ async def test_full_flow_trains_a_model_that_pipeline_loads(make_client, xlsx_fi
 
     assert (await client.delete(f"{TASKS}/{task_id}")).status == 200
     assert not model_dir.exists() and not (model_dir.parent / f"{task_id}.tar.gz").exists()
+
+
+async def test_lora_trains_adapters_and_saves_a_plain_merged_model(make_client, xlsx_file: Path,
+                                                                   base_models_dir: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from transformers import pipeline
+
+    client = await make_client()
+    assert (await upload(client, xlsx_file)).status == 201
+    # A tiny random base model needs a far larger LoRA learning rate than a pretrained one.
+    lora = {"enabled": True, "r": 8, "lora_alpha": 16, "target_modules": ["query", "value"]}
+    created = await create(client, task_body(xlsx_file.name, epochs=10, learning_rate=3e-2, lora=lora))
+    task = await wait_for(client, created["task_id"], {"completed", "failed"}, timeout=120)
+    assert task["status"] == "completed", task["error_message"]
+    assert task["hyperparameters"]["lora"]["lora_dropout"] == 0.1  # defaults filled in around the given ones
+
+    model_dir = Path(task["artifacts"]["model_path"])
+    saved_metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert saved_metrics["lora"] is True
+    assert saved_metrics["trainable_parameters"] < saved_metrics["total_parameters"] / 10
+    assert task["metrics"]["val_accuracy"] >= 0.8, task["metrics"]
+
+    # Merged: no adapter files and no lora_ weights, so pipeline() needs no peft.
+    assert not (model_dir / "adapter_config.json").exists()
+    saved = load_file(model_dir / "model.safetensors")
+    base = load_file(base_models_dir / "tiny-bert" / "model.safetensors")
+    assert not [name for name in saved if "lora_" in name or "modules_to_save" in name]
+    # Layers without adapters are the base model's (a bare BertModel), bit for bit; adapted ones moved.
+    for frozen in ("encoder.layer.0.intermediate.dense.weight", "encoder.layer.1.attention.self.key.weight",
+                   "pooler.dense.weight", "embeddings.word_embeddings.weight"):
+        assert torch.equal(saved[f"bert.{frozen}"], base[frozen]), frozen
+    for adapted in ("encoder.layer.0.attention.self.query.weight", "encoder.layer.1.attention.self.value.weight"):
+        assert not torch.equal(saved[f"bert.{adapted}"], base[adapted]), adapted
+
+    classifier = pipeline("text-classification", model=str(model_dir), device="cpu")
+    predictions = classifier(["工厂烟囱排放化工废气，居民反映严重。", "工地渣土施工尘土飞扬。", "饭店厨房油烟烧烤排烟。"])
+    assert [p["label"] for p in predictions] == ["工业废气", "扬尘", "油烟"]

@@ -662,16 +662,21 @@ function buildHyperparameterFields(properties) {
   const advanced = $("hyperparameters-advanced");
   main.replaceChildren();
   advanced.replaceChildren();
-  const names = Object.keys(properties).filter((name) => {
-    const type = primaryType(properties[name]);
-    // Nested settings (lora) are left out: the server fills in their defaults.
-    return !DATA_HYPERPARAMETERS.has(name) && type !== "object" && type !== "array";
-  });
+  // Nested settings (lora) become dotted fields, "lora.r", after the flat ones.
+  const flat = {};
+  const nested = {};
+  for (const [name, spec] of Object.entries(properties)) {
+    if (DATA_HYPERPARAMETERS.has(name)) continue;
+    if (primaryType(spec) !== "object") flat[name] = spec;
+    else for (const [inner, innerSpec] of Object.entries(spec.properties || {})) nested[`${name}.${inner}`] = innerSpec;
+  }
+  const names = Object.keys(flat);
   const rank = (name) => (MAIN_HYPERPARAMETERS.includes(name) ? MAIN_HYPERPARAMETERS.indexOf(name) : 100);
   names.sort((a, b) => rank(a) - rank(b));
   for (const name of names) {
-    (MAIN_HYPERPARAMETERS.includes(name) ? main : advanced).append(hyperparameterField(name, properties[name]));
+    (MAIN_HYPERPARAMETERS.includes(name) ? main : advanced).append(hyperparameterField(name, flat[name]));
   }
+  for (const [name, spec] of Object.entries(nested)) advanced.append(hyperparameterField(name, spec));
   $("hyperparameters-more").querySelector("summary").textContent =
     `More hyperparameters (${advanced.children.length})`;
 }
@@ -729,6 +734,11 @@ function hyperparameterControl(name, spec, type, nullable) {
     input.value = isNumber(spec.default) ? String(spec.default) : "";
     return input;
   }
+  if (type === "array") {
+    const input = el("input", { type: "text", spellcheck: "false", placeholder: "comma-separated" });
+    input.value = (spec.default || []).join(", ");
+    return input;
+  }
   const input = el("input", { type: "text", spellcheck: "false", placeholder: nullable ? "null" : "" });
   input.value = spec.default ?? "";
   return input;
@@ -753,6 +763,7 @@ function controlValue(control) {
   }
   const raw = control.value.trim();
   if (raw === "") return nullable ? null : undefined;
+  if (type === "array") return raw.split(",").map((item) => item.trim()).filter(Boolean);
   if (type === "integer" || type === "number") {
     const value = Number(raw);
     if (!Number.isFinite(value)) throw new FormError(`hyperparameters.${hp}`, `hyperparameters.${hp}: not a number`);
@@ -767,7 +778,10 @@ function readTaskRequest() {
   const hyperparameters = {};
   for (const control of document.querySelectorAll("[data-hp]")) {
     const value = controlValue(control);
-    if (value !== undefined) hyperparameters[control.dataset.hp] = value;
+    if (value === undefined) continue;
+    const [name, inner] = control.dataset.hp.split(".");
+    if (inner === undefined) hyperparameters[name] = value;
+    else (hyperparameters[name] ??= {})[inner] = value;
   }
   hyperparameters.sheet_name = $("sheet-name").value || null;
   hyperparameters.text_column = $("text-column").value;
