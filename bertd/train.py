@@ -195,6 +195,18 @@ def should_compile(setting: str, device: torch.device, total_steps: int) -> bool
     return setting == "on" or (setting == "auto" and device.type == "cuda" and total_steps >= COMPILE_MIN_STEPS)
 
 
+def prepare_forward(model: torch.nn.Module, device: torch.device, compile_setting: str, total_steps: int,
+                    seed: int) -> tuple[torch.nn.Module, bool, bool]:
+    """The module the training steps call, whether it is compiled, and whether dropout masks come
+    from NumPy. The compiled module only runs forward passes; `model` keeps the plain state_dict names."""
+    compiled = should_compile(compile_setting, device, total_steps)
+    # On the CPU, torch's dropout masks cost a fifth of each step; NumPy draws them faster. Not
+    # when compiling: torch.compile cannot trace NumPy's generator and would split the graph at
+    # every dropout (21 graphs instead of 1 for a 2-layer BERT).
+    numpy_dropout = device.type == "cpu" and not compiled and use_numpy_dropout(model, seed)
+    return (torch.compile(model, dynamic=True) if compiled else model), compiled, numpy_dropout
+
+
 def metric_value(evaluation: dict[str, Any], metric: str) -> float:
     """The early-stopping metric, signed so that larger is always better."""
     if metric == "val_loss":
@@ -299,8 +311,6 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model.to(device)
-    # On the CPU, torch's dropout masks cost a fifth of each step; NumPy draws them faster.
-    numpy_dropout = device.type == "cpu" and use_numpy_dropout(model, hp["random_seed"])
 
     max_length = hp["max_sequence_length"]
     model_limit = getattr(model.config, "max_position_embeddings", None)
@@ -325,9 +335,7 @@ def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> d
     batch_order = np.random.default_rng(hp["random_seed"])
     weights = (class_weights(train_split.label_ids, len(dataset.label_names), device)
                if hp["class_weighting"] == "balanced" else None)
-    compiled = should_compile(hp["compile"], device, total_steps)
-    # The compiled module only runs forward passes; `model` keeps the plain state_dict names.
-    forward = torch.compile(model, dynamic=True) if compiled else model
+    forward, compiled, numpy_dropout = prepare_forward(model, device, hp["compile"], total_steps, hp["random_seed"])
     evaluation_steps = hp["evaluation_steps"]
     logger.info(
         "task {} training on {} ({}{}{}{}): {} train / {} validation rows, {} labels, {} steps, {:,} of {:,} "

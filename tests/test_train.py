@@ -138,3 +138,35 @@ def test_lora_with_a_full_fine_tuning_learning_rate_is_warned_about(tmp_path: Pa
     assert full["metrics"]["lora"] is False
     assert full["metrics"]["trainable_parameters"] == full["metrics"]["total_parameters"]
     assert result["metrics"]["trainable_parameters"] < full["metrics"]["trainable_parameters"] / 10
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_a_compiled_model_traces_as_one_graph(base_models_dir: Path, lora: bool) -> None:
+    import torch
+    import torch._dynamo
+    from transformers import AutoModelForSequenceClassification
+
+    from bertd.lora import wrap_with_lora
+    from bertd.train import prepare_forward
+
+    def fresh_model() -> torch.nn.Module:
+        model = AutoModelForSequenceClassification.from_pretrained(base_models_dir / TINY_MODEL, num_labels=3,
+                                                                   attn_implementation="sdpa")
+        if lora:
+            model = wrap_with_lora(model, {"r": 4, "lora_alpha": 8, "lora_dropout": 0.1,
+                                           "target_modules": ["query", "value"]})
+        return model.train()
+
+    cpu = torch.device("cpu")
+    plain = fresh_model()
+    assert prepare_forward(plain, cpu, "off", 10, seed=1)[1:] == (False, True)  # eager: NumPy dropout
+    model = fresh_model()
+    forward, compiled, numpy_dropout = prepare_forward(model, cpu, "on", 10, seed=1)
+    assert compiled and not numpy_dropout and forward is not model
+    # Tracing only (no code generation): a graph break would cost the compiled path its speed.
+    input_ids = torch.randint(5, 60, (4, 16))
+    try:
+        explanation = torch._dynamo.explain(model)(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+    finally:
+        torch._dynamo.reset()
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
