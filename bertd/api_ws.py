@@ -126,15 +126,16 @@ async def _close_quietly(socket: web.WebSocketResponse, code: int, message: byte
 async def task_stream(request: web.Request) -> web.WebSocketResponse:
     store, hub = request.app[STORE], request.app[HUB]
     task_id = request.match_info["task_id"]
-    if await store.get_task(task_id) is None:
-        raise not_found(f"no training task with task_id {task_id!r}")
-    socket = await _open(request)
+    # Subscribe before reading the task, so nothing published after the read is missed; the one
+    # read both answers 404 (before the upgrade) and makes the snapshot. One read per connect
+    # matters when hundreds of dashboards reconnect at once.
     subscriber, states = hub.subscribe(task_id)
+    socket: web.WebSocketResponse | None = None
     try:
         task = await store.get_task(task_id)
-        if task is None:  # deleted between the check and the upgrade
-            await socket.close(code=WSCloseCode.OK, message=b"task deleted")
-            return socket
+        if task is None:
+            raise not_found(f"no training task with task_id {task_id!r}")
+        socket = await _open(request)
         live = states.get(task_id)
         seq = live.seq if live else 0
         first: list[dict[str, Any]] = [{"type": "snapshot", "task_id": task_id, "seq": seq,
@@ -144,7 +145,8 @@ async def task_stream(request: web.Request) -> web.WebSocketResponse:
         await _stream(request, socket, subscriber, first, close_after_end=True)
     finally:
         hub.unsubscribe(subscriber)
-        request.app[WEBSOCKETS].discard(socket)
+        if socket is not None:
+            request.app[WEBSOCKETS].discard(socket)
     return socket
 
 

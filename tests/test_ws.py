@@ -95,6 +95,7 @@ async def test_unknown_task_is_404_before_the_upgrade(make_client) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as error:
         await client.ws_connect(f"{TASKS}/nope/ws")
     assert error.value.status == 404
+    assert client.app[HUB].subscriber_count == 0  # the refused client left no subscription behind
 
 
 async def test_global_stream_carries_task_ids(make_client, csv_file: Path) -> None:
