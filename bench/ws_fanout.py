@@ -18,6 +18,7 @@ import asyncio
 import base64
 import gc
 import json
+import math
 import os
 import statistics
 import time
@@ -138,7 +139,11 @@ async def watch_raw(url: str, latencies: list[tuple[float, float, str]], snapsho
     await watcher.done
 
 
-async def one_run(server, clients: int, body: dict, client_kind: str = "raw") -> dict:
+def milliseconds(seconds_times_1000: float) -> str:
+    return "–" if math.isnan(seconds_times_1000) else f"{seconds_times_1000:.1f} ms"
+
+
+async def one_run(server, clients: int, body: dict, client_kind: str = "raw", late: bool = False) -> dict:
     task = server.request("POST", "/api/v1/training/tasks", body)
     task_id = task["task_id"]
     latencies: list[tuple[float, float, str]] = []
@@ -147,10 +152,15 @@ async def one_run(server, clients: int, body: dict, client_kind: str = "raw") ->
     ws_url = server.url.replace("http", "ws") + f"/api/v1/training/tasks/{task_id}/ws"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        watchers = [asyncio.create_task(watch(session, ws_url, latencies, snapshots, counts) if client_kind == "aiohttp"
+        def connect_all() -> list[asyncio.Task]:
+            return [asyncio.create_task(watch(session, ws_url, latencies, snapshots, counts) if client_kind == "aiohttp"
                                         else watch_raw(ws_url, latencies, snapshots, counts)) for _ in range(clients)]
+
+        watchers = [] if late else connect_all()
         while server.request("GET", f"/api/v1/training/tasks/{task_id}")["progress"]["phase"] != "training":
             await asyncio.sleep(0.1)
+        if late:  # the connect storm: every client arrives at once while live messages flow
+            watchers = connect_all()
         cpu_start, wall_start, client_cpu_start = server.cpu_seconds(), time.monotonic(), time.process_time()
         while server.request("GET", f"/api/v1/training/tasks/{task_id}")["status"] in ("queued", "training"):
             await asyncio.sleep(0.25)
@@ -194,6 +204,8 @@ def main() -> None:
     parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
                         help="subscriber implementation (raw: bare asyncio protocol)")
     parser.add_argument("--nice", action="store_true", help="run the subscribers at nice 19")
+    parser.add_argument("--late", action="store_true",
+                        help="connect the clients all at once after training has started (the connect storm)")
     parser.add_argument("--pin", action="store_true",
                         help="training on core 0; server and subscribers on core 1 (see common.pin_cores)")
     arguments = parser.parse_args()
@@ -216,7 +228,7 @@ def main() -> None:
             # collection pass over them would show up as delivery latency that the server did not cause.
             gc.collect()
             gc.disable()
-            results.append(asyncio.run(one_run(server, clients, body, arguments.client)))
+            results.append(asyncio.run(one_run(server, clients, body, arguments.client, arguments.late)))
             gc.enable()
             print(json.dumps(results[-1]), flush=True)
 
@@ -227,14 +239,14 @@ def main() -> None:
     print(f"\n{datetime.now(UTC):%Y-%m-%d}, {machine_description()}")
     print(f"`python bench/ws_fanout.py --clients {arguments.clients} --rows {arguments.rows} "
           f"--epochs {arguments.epochs} --report-interval {arguments.report_interval} --client {arguments.client}"
-          f"{' --nice' if arguments.nice else ''}{' --pin' if arguments.pin else ''}`\n")
+          f"{' --nice' if arguments.nice else ''}{' --pin' if arguments.pin else ''}{' --late' if arguments.late else ''}`\n")
     print("| clients | msgs/client | latency p50 | latency p99 | p99 while connecting | server CPU | client CPU "
           "| training samples/s | vs no clients |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ratio = f"{r['samples_per_second'] / baseline:.3f}" if baseline else "-"
-        print(f"| {r['clients']} | {r['messages_per_client']:.0f} | {r['latency_p50_ms']:.1f} ms | "
-              f"{r['latency_p99_ms']:.1f} ms | {r['connecting_p99_ms']:.1f} ms | "
+        print(f"| {r['clients']} | {r['messages_per_client']:.0f} | {milliseconds(r['latency_p50_ms'])} | "
+              f"{milliseconds(r['latency_p99_ms'])} | {milliseconds(r['connecting_p99_ms'])} | "
               f"{r['server_cpu_percent']:.1f}% | {r['client_cpu_percent']:.1f}% | "
               f"{r['samples_per_second']:.1f} | {ratio} |")
 

@@ -354,7 +354,7 @@ function connectGlobalSocket() {
     // server refuses us anyway; saving a token reconnects.
     setLive("offline");
     if (!$("auth-prompt").hidden) return;
-    setTimeout(connectGlobalSocket, state.globalRetryMs);
+    setTimeout(connectGlobalSocket, jittered(state.globalRetryMs));
     state.globalRetryMs = Math.min(state.globalRetryMs * 2, 15000);
   };
 }
@@ -888,9 +888,15 @@ function connectTaskSocket(taskId, retryMs = 1000) {
     if (event.code !== 1000 && state.viewTaskId === taskId && !(task && TERMINAL.has(task.status)) && !waitingForToken) {
       setTimeout(() => {
         if (state.viewTaskId === taskId && !state.taskSocket) connectTaskSocket(taskId, Math.min(retryMs * 2, 15000));
-      }, retryMs);
+      }, jittered(retryMs));
     }
   };
+}
+
+// Every open dashboard loses its sockets at the same moment when the server restarts; spreading
+// the reconnects (0.5x to 1.5x the back-off) keeps them from arriving as one storm of handshakes.
+function jittered(delayMs) {
+  return delayMs * (0.5 + Math.random());
 }
 
 function onTaskMessage(taskId, message) {
