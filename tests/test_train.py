@@ -170,3 +170,67 @@ def test_a_compiled_model_traces_as_one_graph(base_models_dir: Path, lora: bool)
     finally:
         torch._dynamo.reset()
     assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
+
+
+def training_progress(messages: list[dict]) -> list[dict]:
+    return [m for m in messages if m["type"] == "progress" and m.get("phase") == "training"]
+
+
+def test_accumulation_and_warmup_shape_the_steps_and_learning_rate(tmp_path: Path, base_models_dir: Path) -> None:
+    plain: list[dict] = []
+    run_training(job_for(tmp_path, base_models_dir, "plain", epochs=2), plain.append, lambda: False)
+    rates = [m["learning_rate"] for m in training_progress(plain)]
+    assert training_progress(plain)[-1]["total_steps"] == 18  # 72 rows / batch 8 = 9 steps an epoch
+    assert rates == sorted(rates, reverse=True) and rates[0] == pytest.approx(3e-3 * 17 / 18)  # linear decay
+
+    accumulated: list[dict] = []
+    run_training(job_for(tmp_path, base_models_dir, "accumulated", epochs=2, gradient_accumulation_steps=3),
+                 accumulated.append, lambda: False)
+    assert training_progress(accumulated)[-1]["total_steps"] == 6  # 9 batches, 3 per optimiser step
+
+    warm: list[dict] = []
+    run_training(job_for(tmp_path, base_models_dir, "warm", epochs=2, warmup_ratio=0.5), warm.append, lambda: False)
+    rates = [m["learning_rate"] for m in training_progress(warm)]
+    peak = rates.index(max(rates))
+    assert rates[0] == pytest.approx(3e-3 * 2 / 9)  # 9 warm-up steps; the rate reported is the next step's
+    assert rates[: peak + 1] == sorted(rates[: peak + 1]) and rates[peak:] == sorted(rates[peak:], reverse=True)
+    assert max(rates) == pytest.approx(3e-3) and peak == 7
+
+
+def test_weight_decay_spares_biases_and_layer_norms(base_models_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from bertd.train import optimizer_for
+
+    model = AutoModelForSequenceClassification.from_pretrained(base_models_dir / TINY_MODEL, num_labels=3)
+    optimizer = optimizer_for(model, {"weight_decay": 0.3, "learning_rate": 1e-3}, torch.device("cpu"))
+    decayed, spared = optimizer.param_groups
+    assert decayed["weight_decay"] == 0.3 and spared["weight_decay"] == 0.0
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    assert all(parameter.ndim == 2 for parameter in decayed["params"])
+    spared_names = {names[id(parameter)] for parameter in spared["params"]}
+    assert "bert.embeddings.LayerNorm.weight" in spared_names and "classifier.bias" in spared_names
+    assert len(decayed["params"]) + len(spared["params"]) == len(list(model.parameters()))
+
+
+def test_gradient_clipping_changes_the_updates(tmp_path: Path, base_models_dir: Path) -> None:
+    unclipped = run_training(job_for(tmp_path, base_models_dir, "n0", epochs=1, max_grad_norm=0), lambda _: None,
+                             lambda: False)
+    again = run_training(job_for(tmp_path, base_models_dir, "n0b", epochs=1, max_grad_norm=0), lambda _: None,
+                         lambda: False)
+    clipped = run_training(job_for(tmp_path, base_models_dir, "n1", epochs=1, max_grad_norm=1e-6), lambda _: None,
+                           lambda: False)
+    assert unclipped["metrics"]["history"] == again["metrics"]["history"]
+    assert clipped["metrics"]["history"][0]["train_loss"] != unclipped["metrics"]["history"][0]["train_loss"]
+
+
+def test_early_stopping_min_delta_counts_small_gains_as_none(tmp_path: Path, base_models_dir: Path) -> None:
+    settings = {"epochs": 5, "early_stopping_enabled": True, "early_stopping_patience": 1,
+                "early_stopping_metric": "val_accuracy"}
+    eager = run_training(job_for(tmp_path, base_models_dir, "d0", **settings), lambda _: None, lambda: False)
+    assert len(eager["metrics"]["history"]) > 2  # accuracy keeps rising at first
+    # No accuracy gain can exceed 1.0, so the second epoch never counts as an improvement.
+    strict = run_training(job_for(tmp_path, base_models_dir, "d1", early_stopping_min_delta=1.0, **settings),
+                          lambda _: None, lambda: False)
+    assert len(strict["metrics"]["history"]) == 2
