@@ -234,3 +234,22 @@ def test_early_stopping_min_delta_counts_small_gains_as_none(tmp_path: Path, bas
     strict = run_training(job_for(tmp_path, base_models_dir, "d1", early_stopping_min_delta=1.0, **settings),
                           lambda _: None, lambda: False)
     assert len(strict["metrics"]["history"]) == 2
+
+
+def test_precision_override_on_the_cpu(tmp_path: Path, base_models_dir: Path) -> None:
+    from safetensors.torch import load_file
+
+    bf16 = run_training(job_for(tmp_path, base_models_dir, "bf16", epochs=1, precision="bf16"), lambda _: None,
+                        lambda: False)
+    assert bf16["metrics"]["precision"] == "bfloat16"
+    # Autocast computes in bf16; the weights, and so the saved model, stay fp32.
+    saved = load_file(Path(bf16["artifacts"]["model_path"]) / "model.safetensors")
+    assert {str(tensor.dtype) for tensor in saved.values()} == {"torch.float32"}
+    messages: list[dict] = []
+    fp16 = run_training(job_for(tmp_path, base_models_dir, "fp16", epochs=1, precision="fp16"), messages.append,
+                        lambda: False)
+    assert fp16["metrics"]["precision"] == "fp32"
+    assert [m["message"] for m in messages if m["type"] == "warning"] == [
+        "precision fp16 needs a GPU; training in fp32 on the CPU"]
+    auto = run_training(job_for(tmp_path, base_models_dir, "auto", epochs=1), lambda _: None, lambda: False)
+    assert auto["metrics"]["precision"] == "fp32"  # auto keeps the CPU in fp32: bf16 changes the numbers
