@@ -147,10 +147,12 @@ PATTERN_HINTS = {
     "or 'org/name' (letters, digits, '.', '_', '-')",
 }
 
+LORA_DEFAULT_LEARNING_RATE = 2e-4
+
 LORA_FIELDS = (
     FieldSpec("enabled", "boolean",
               "Train low-rank adapters and the classification head instead of all weights; the saved model has the "
-              "adapters merged in. Use a learning rate around 1e-4 to 1e-3.", default=False),
+              "adapters merged in. learning_rate then defaults to 2e-4.", default=False),
     FieldSpec("r", "integer", "LoRA rank.", default=8, minimum=1, maximum=256),
     FieldSpec("lora_alpha", "integer", "LoRA scaling numerator.", default=16, minimum=1, maximum=1024),
     FieldSpec("lora_dropout", "number", "Dropout on LoRA inputs.", default=0.1, minimum=0, maximum=0.9),
@@ -161,7 +163,9 @@ LORA_FIELDS = (
 )
 
 HYPERPARAMETER_FIELDS = (
-    FieldSpec("learning_rate", "number", "Peak learning rate of AdamW.", default=2e-5, minimum=0,
+    FieldSpec("learning_rate", "number",
+              f"Peak learning rate of AdamW; when left out with lora.enabled, {LORA_DEFAULT_LEARNING_RATE:g}.",
+              default=2e-5, minimum=0,
               exclusive_minimum=True, maximum=1),
     FieldSpec("epochs", "integer", "Passes over the training rows.", default=3, minimum=1, maximum=1000),
     FieldSpec("batch_size", "integer", "Rows per optimiser step (before gradient accumulation).", default=16,
@@ -235,6 +239,10 @@ def validate_task_request(body: Any) -> dict[str, Any]:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise validation_error(f"callback_url must be an http:// or https:// URL; got {callback_url!r}",
                                    "callback_url")
+    hyperparameters = request["hyperparameters"]
+    if hyperparameters["lora"]["enabled"] and "learning_rate" not in body.get("hyperparameters", {}):
+        # Adapters start at zero and need a larger step than full fine-tuning's default to move.
+        hyperparameters["learning_rate"] = LORA_DEFAULT_LEARNING_RATE
     return request
 
 

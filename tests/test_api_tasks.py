@@ -124,6 +124,18 @@ async def test_defaults_are_filled_in_and_echoed(client_with_file) -> None:
     assert task["message"]
 
 
+async def test_lora_takes_a_larger_default_learning_rate(client_with_file) -> None:
+    body = {"model_name_cn": "模型", "model_name_en": "m", "training_data_file": "环境保护_测试数据.xlsx",
+            "hyperparameters": {"text_column": "内容", "label_column": "标签", "lora": {"enabled": True}}}
+    assert (await create(client_with_file, body))["hyperparameters"]["learning_rate"] == 2e-4
+    body["hyperparameters"]["learning_rate"] = 5e-5  # one the user gives is kept
+    assert (await create(client_with_file, body))["hyperparameters"]["learning_rate"] == 5e-5
+    schema = await (await client_with_file.get("/api/v1/openapi.json")).json()
+    learning_rate = schema["components"]["schemas"]["TaskRequest"]["properties"]["hyperparameters"]["properties"][
+        "learning_rate"]
+    assert "lora.enabled" in learning_rate["description"] and learning_rate["default"] == 2e-5
+
+
 async def test_list_filters_by_status_and_pages(client_with_file) -> None:
     body = task_body("环境保护_测试数据.xlsx", random_seed=5, epochs=1)
     ids = [(await create(client_with_file, body))["task_id"] for _ in range(5)]
