@@ -132,6 +132,18 @@ def test_dashboard_uploads_creates_and_watches_a_task(page: Page, js_errors: lis
         # Nested settings are dotted fields under "More hyperparameters"; a list is comma-separated.
         page.click("#hyperparameters-more summary")
         expect(page.locator('[data-hp="lora.target_modules"]')).to_have_value("query, value")
+        # Ticking LoRA empties a learning rate left at the full fine-tuning default (the server then
+        # picks LoRA's), and leaves one the user typed.
+        lora_box, rate = page.locator('[data-hp="lora.enabled"]'), page.locator("#hp-learning_rate")
+        rate.fill("0.00002")
+        lora_box.check()
+        expect(rate).to_have_value("")
+        lora_box.uncheck()
+        expect(rate).to_have_value("0.00002")
+        rate.fill("0.003")
+        lora_box.check()
+        expect(rate).to_have_value("0.003")
+        lora_box.uncheck()
         page.fill('[data-hp="lora.r"]', "4")
         page.fill('[data-hp="lora.target_modules"]', "query, key ,value,")
 

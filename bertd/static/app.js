@@ -677,8 +677,27 @@ function buildHyperparameterFields(properties) {
     (MAIN_HYPERPARAMETERS.includes(name) ? main : advanced).append(hyperparameterField(name, flat[name]));
   }
   for (const [name, spec] of Object.entries(nested)) advanced.append(hyperparameterField(name, spec));
+  linkLoraLearningRate();
   $("hyperparameters-more").querySelector("summary").textContent =
     `More hyperparameters (${advanced.children.length})`;
+}
+
+// With LoRA the server picks a larger learning rate when none is sent (see the field's hint), so
+// ticking lora.enabled empties a learning rate still at the full fine-tuning default.
+function linkLoraLearningRate() {
+  const enabled = document.querySelector('[data-hp="lora.enabled"]');
+  const rate = document.querySelector('[data-hp="learning_rate"]');
+  if (!enabled || !rate) return;
+  const fullDefault = String(schemaDefault("learning_rate"));
+  enabled.addEventListener("change", () => {
+    if (enabled.checked && rate.value === fullDefault) {
+      rate.value = "";
+      rate.placeholder = "LoRA default";
+    } else if (!enabled.checked && rate.value === "") {
+      rate.value = fullDefault;
+      rate.placeholder = "";
+    }
+  });
 }
 
 function primaryType(spec) {
