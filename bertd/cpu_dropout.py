@@ -25,6 +25,7 @@ except ImportError:
     AttentionInterface = None
 
 ATTENTION_NAME = "bertd_cpu_dropout"
+DROPOUT_STREAM = 1  # spawn key of the dropout masks' child stream of the task's seed
 _LEVELS = 1 << 16
 
 
@@ -82,7 +83,8 @@ def use_numpy_dropout(model: torch.nn.Module, seed: int) -> bool:
     """Swap every torch.nn.Dropout in `model` for NumpyDropout, and its attention for one that
     uses it. Returns whether the attention could be switched (models that do not dispatch through
     transformers' AttentionInterface keep torch's attention dropout)."""
-    generator = np.random.default_rng(seed)
+    # A stream of its own: default_rng(seed) itself also orders the batches and splits the data.
+    generator = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(DROPOUT_STREAM,)))
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is torch.nn.Dropout:

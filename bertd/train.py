@@ -173,7 +173,10 @@ class BestSoFar:
     state: dict[str, torch.Tensor] | None = None
 
     def offer(self, entry: dict[str, Any], evaluation: dict[str, Any], model: torch.nn.Module) -> bool:
-        if self.entry is not None and evaluation["macro_f1"] <= self.entry["val_macro_f1"]:
+        # Ties in macro-F1 are common on small validation sets (1.0 from an early epoch on); the
+        # lower validation loss then picks the more confident model rather than the first one.
+        if self.entry is not None and (evaluation["macro_f1"], -evaluation["loss"]) <= (
+                self.entry["val_macro_f1"], -self.entry["val_loss"]):
             return False
         self.entry = {**entry, "per_class": evaluation["per_class"], "confusion_matrix": evaluation["confusion_matrix"]}
         changing = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
