@@ -253,3 +253,25 @@ def test_precision_override_on_the_cpu(tmp_path: Path, base_models_dir: Path) ->
         "precision fp16 needs a GPU; training in fp32 on the CPU"]
     auto = run_training(job_for(tmp_path, base_models_dir, "auto", epochs=1), lambda _: None, lambda: False)
     assert auto["metrics"]["precision"] == "fp32"  # auto keeps the CPU in fp32: bf16 changes the numbers
+
+
+def test_the_best_evaluation_is_by_macro_f1_then_lower_loss() -> None:
+    import torch
+
+    from bertd.train import BestSoFar
+
+    model = torch.nn.Linear(2, 2)
+    frozen = torch.nn.Linear(2, 2)
+    frozen.weight.requires_grad_(False)
+    model.add_module("frozen", frozen)
+    best = BestSoFar()
+
+    def offer(epoch: int, macro_f1: float, loss: float) -> bool:
+        evaluation = {"macro_f1": macro_f1, "loss": loss, "per_class": {}, "confusion_matrix": []}
+        return best.offer({"epoch": epoch, "val_macro_f1": macro_f1, "val_loss": loss}, evaluation, model)
+
+    assert [offer(1, 0.8, 0.9), offer(2, 1.0, 0.5), offer(3, 1.0, 0.6), offer(4, 1.0, 0.3), offer(5, 0.9, 0.1)] == [
+        True, True, False, True, False]
+    assert best.entry is not None and best.entry["epoch"] == 4
+    # Only what training changes is copied: the frozen weight is left out, its bias is not.
+    assert set(best.state) == {"weight", "bias", "frozen.bias"}
