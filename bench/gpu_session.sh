@@ -23,5 +23,6 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 # The training tests on the GPU first (bf16 autocast, compile auto, the OOM message path run there).
 timeout 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_train.py tests/test_cpu_dropout.py 2>&1 \
   | tail -5 | tee "$out/tests.txt"
-timeout 420 python3 bench/train_throughput.py --rows "$rows" --epochs 1 --batch-size 64 --max-length 512 2>&1 \
+# LORA=1 adds the bertd LoRA recipe (the device image has peft); it needs time the default run leaves.
+timeout 420 python3 bench/train_throughput.py --rows "$rows" ${LORA:+--lora} --epochs 1 --batch-size 64 --max-length 512 2>&1 \
   | grep -v "Writing\|Loading" | tee "$out/throughput.txt"
