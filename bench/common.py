@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import socket
@@ -126,6 +127,11 @@ def running_server(data_dir: Path, **environment: str) -> Iterator[Server]:
 
 def temporary_directory() -> Path:
     return Path(tempfile.mkdtemp(prefix="bertd-bench-"))
+
+
+def figure(value: float, unit: str, digits: int = 1) -> str:
+    """A table cell: `value` with its unit, or a dash where there was nothing to measure (NaN)."""
+    return "–" if math.isnan(value) else f"{value:.{digits}f} {unit}"
 
 
 def machine_description() -> str:

@@ -11,7 +11,7 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from common import build_base_model, machine_description, make_frame, running_server, temporary_directory
+from common import build_base_model, figure, machine_description, make_frame, running_server, temporary_directory
 
 PHASES = ("starting", "loading_data", "loading_model", "training")
 
@@ -54,7 +54,7 @@ def main() -> None:
             time.sleep(arguments.gap)  # the spare (if any) does its imports before the first task, as in service
             runs = [one_task(server, body, arguments.gap) for _ in range(arguments.repeat)]
         # A phase passed between two polls (every 20 ms) is not seen: "–".
-        cells = [f"{statistics.median(r.get(p, float('nan')) for r in runs):.2f} s".replace("nan s", "–")
+        cells = [figure(statistics.median(r.get(p, float("nan")) for r in runs), "s", digits=2)
                  for p in ("loading_data", "loading_model", "training")]
         print(f"| {spare} | " + " | ".join(cells) + " |", flush=True)
 

@@ -18,14 +18,13 @@ import asyncio
 import base64
 import gc
 import json
-import math
 import os
 import statistics
 import time
 from datetime import UTC, datetime
 
 import aiohttp
-from common import machine_description, pin_cores, prepare_workload, running_server
+from common import figure, machine_description, pin_cores, prepare_workload, running_server
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -139,10 +138,6 @@ async def watch_raw(url: str, latencies: list[tuple[float, float, str]], snapsho
     await watcher.done
 
 
-def milliseconds(seconds_times_1000: float) -> str:
-    return "–" if math.isnan(seconds_times_1000) else f"{seconds_times_1000:.1f} ms"
-
-
 async def one_run(server, clients: int, body: dict, client_kind: str = "raw", late: bool = False) -> dict:
     task = server.request("POST", "/api/v1/training/tasks", body)
     task_id = task["task_id"]
@@ -245,8 +240,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ratio = f"{r['samples_per_second'] / baseline:.3f}" if baseline else "-"
-        print(f"| {r['clients']} | {r['messages_per_client']:.0f} | {milliseconds(r['latency_p50_ms'])} | "
-              f"{milliseconds(r['latency_p99_ms'])} | {milliseconds(r['connecting_p99_ms'])} | "
+        print(f"| {r['clients']} | {r['messages_per_client']:.0f} | {figure(r['latency_p50_ms'], 'ms')} | "
+              f"{figure(r['latency_p99_ms'], 'ms')} | {figure(r['connecting_p99_ms'], 'ms')} | "
               f"{r['server_cpu_percent']:.1f}% | {r['client_cpu_percent']:.1f}% | "
               f"{r['samples_per_second']:.1f} | {ratio} |")
 

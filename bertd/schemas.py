@@ -152,7 +152,7 @@ LORA_DEFAULT_LEARNING_RATE = 2e-4
 LORA_FIELDS = (
     FieldSpec("enabled", "boolean",
               "Train low-rank adapters and the classification head instead of all weights; the saved model has the "
-              "adapters merged in. learning_rate then defaults to 2e-4.", default=False),
+              f"adapters merged in. learning_rate then defaults to {LORA_DEFAULT_LEARNING_RATE:g}.", default=False),
     FieldSpec("r", "integer", "LoRA rank.", default=8, minimum=1, maximum=256),
     FieldSpec("lora_alpha", "integer", "LoRA scaling numerator.", default=16, minimum=1, maximum=1024),
     FieldSpec("lora_dropout", "number", "Dropout on LoRA inputs.", default=0.1, minimum=0, maximum=0.9),
