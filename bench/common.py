@@ -53,7 +53,7 @@ def all_characters() -> str:
 
 
 def build_base_model(directory: Path, hidden: int, layers: int, heads: int) -> Path:
-    from bertd.tiny_model import build_tiny_bert
+    from bertd.testing.tiny_model import build_tiny_bert
 
     return build_tiny_bert(directory, [all_characters()], hidden_size=hidden, layers=layers, heads=heads)
 

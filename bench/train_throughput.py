@@ -25,14 +25,14 @@ HERE = Path(__file__).resolve().parent
 
 
 def build_model(directory: Path, tiny: bool) -> Path:
-    from bertd.tiny_model import build_tiny_bert
+    from bertd.testing.tiny_model import build_tiny_bert
 
     if tiny:
         return build_tiny_bert(directory, [all_characters()], hidden_size=128, layers=2, heads=2)
     # BERT-base shape with a 21128-entry vocabulary (as bert-base-chinese), random weights.
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from bertd.tiny_model import character_vocabulary
+    from bertd.testing.tiny_model import character_vocabulary
 
     vocabulary = character_vocabulary([all_characters()])
     for index in range(len(vocabulary), 21128):
@@ -47,8 +47,8 @@ def child_bertd(arguments: argparse.Namespace) -> dict:
     import torch
 
     from bertd.job import TrainingJob
-    from bertd.schemas import HYPERPARAMETER_FIELDS, validate_object
-    from bertd.train import run_training
+    from bertd.schema.requests import HYPERPARAMETER_FIELDS, validate_object
+    from bertd.training.loop import run_training
 
     hp = validate_object(HYPERPARAMETER_FIELDS, {
         "text_column": "内容合并", "label_column": "标签列", "epochs": arguments.epochs,

@@ -1,3 +1,3 @@
-from bertd.cli import main
+from bertd.cli.main import main
 
 raise SystemExit(main())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bertd.models import SheetInfo
+from bertd.state.records import SheetInfo
 
 SUPPORTED_SUFFIXES = (".xlsx", ".csv")
 # Excel exports from Chinese-locale Windows are often GB18030 rather than UTF-8.

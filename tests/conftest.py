@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bertd.app import create_app
-from bertd.config import Config
-from bertd.tiny_model import build_tiny_bert
+from bertd.server.app import create_app
+from bertd.server.config import Config
+from bertd.testing.tiny_model import build_tiny_bert
 
 from datagen import all_characters, labelled_frame, write_csv, write_xlsx
 

@@ -73,7 +73,7 @@ def priority(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[
     """Reports the nice values of its threads (one started by the job itself included)."""
     import threading
 
-    from bertd.priority import thread_nice_values
+    from bertd.training.priority import thread_nice_values
 
     started = threading.Event()
     release = threading.Event()

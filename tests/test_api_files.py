@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bertd.keys import CONFIG
+from bertd.server.keys import CONFIG
 
 from datagen import labelled_frame, write_csv
 from helpers import create, task_body, upload, wait_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bertd.schemas import HYPERPARAMETER_FIELDS
+from bertd.schema.requests import HYPERPARAMETER_FIELDS
 
 
 async def test_health(make_client) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bertd.config import ConfigError, load_config
+from bertd.server.config import ConfigError, load_config
 
 
 def test_defaults_follow_the_api_contract() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from bertd.cpu_dropout import ATTENTION_NAME, NumpyDropout, numpy_dropout, restore_attention, use_numpy_dropout
+from bertd.training.cpu_dropout import ATTENTION_NAME, NumpyDropout, numpy_dropout, restore_attention, use_numpy_dropout
 
 from conftest import TINY_MODEL
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertd.data import load_dataset, stratified_split
 from bertd.job import TrainingInputError
-from bertd.schemas import HYPERPARAMETER_FIELDS, validate_object
+from bertd.schema.requests import HYPERPARAMETER_FIELDS, validate_object
+from bertd.training.data import load_dataset, stratified_split
 
 from datagen import labelled_frame, write_csv, write_xlsx
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bertd.db import DatabaseError, find_migrations, migrations_dir, open_database
+from bertd.state.db import DatabaseError, find_migrations, migrations_dir, open_database
 
 
 async def test_migrations_create_the_schema_on_an_empty_database(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from processes import ServerProcess, start_server, stop_server
 from schemathesis.checks import positive_data_acceptance
 
-from bertd.openapi import build_openapi
+from bertd.schema.openapi import build_openapi
 
 # WebSocket upgrades and the docs page are not plain JSON operations.
 schema = schemathesis.openapi.from_dict(build_openapi()).exclude(path_regex=r"(/ws$|/docs$|^/$)")

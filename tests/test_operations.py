@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from processes import start_server, stop_server
 
-from bertd.keys import CONFIG
+from bertd.server.keys import CONFIG
 
 from helpers import TASKS, create, get_task, task_body, upload, wait_for
 
@@ -140,7 +140,7 @@ async def test_callbacks_to_private_addresses_can_be_refused(make_client, aiohtt
 
 
 async def test_no_new_tasks_while_shutting_down(make_client, csv_file: Path) -> None:
-    from bertd.keys import SCHEDULER
+    from bertd.server.keys import SCHEDULER
 
     client = await make_client(training_function="standin:steady")
     await upload(client, csv_file)
@@ -154,8 +154,8 @@ async def test_no_new_tasks_while_shutting_down(make_client, csv_file: Path) -> 
 def test_listening_openly_without_a_token_warns() -> None:
     from loguru import logger
 
-    from bertd.auth import warn_if_exposed
-    from bertd.config import Config
+    from bertd.server.auth import warn_if_exposed
+    from bertd.server.config import Config
 
     messages: list[str] = []
     sink = logger.add(messages.append, level="WARNING", format="{message}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from processes import alive, children_of
 
-from bertd.priority import IMPORT_NICE, can_raise_priority
+from bertd.training.priority import IMPORT_NICE, can_raise_priority
 
 from helpers import create, task_body, upload, wait_for
 

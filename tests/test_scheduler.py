@@ -6,7 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from bertd.keys import CONFIG
+from bertd.server.keys import CONFIG
 
 from helpers import TASKS, create, events, get_task, task_body, upload, wait_for
 

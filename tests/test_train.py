@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from bertd.job import TrainingJob, TrainingStopped
-from bertd.metrics import classification_report
-from bertd.schemas import HYPERPARAMETER_FIELDS, validate_object
-from bertd.train import run_training
+from bertd.schema.requests import HYPERPARAMETER_FIELDS, validate_object
+from bertd.training.loop import run_training
+from bertd.training.metrics import classification_report
 
 from conftest import TINY_MODEL
 from datagen import labelled_frame, write_csv
@@ -101,7 +101,7 @@ def test_balanced_class_weights_and_step_evaluations(tmp_path: Path, base_models
 
 
 def test_gpus_are_shared_out_least_used_first() -> None:
-    from bertd.scheduler import least_loaded_gpu
+    from bertd.runtime.scheduler import least_loaded_gpu
 
     assert least_loaded_gpu([0, 1], []) == 0
     assert least_loaded_gpu([0, 1], [0]) == 1
@@ -114,7 +114,7 @@ def test_worker_messages_say_what_to_do() -> None:
 
     import torch
 
-    from bertd.worker import user_message
+    from bertd.training.worker import user_message
 
     oom = user_message(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert oom.startswith("out of GPU memory") and "batch_size" in oom and "max_sequence_length" in oom
@@ -146,8 +146,8 @@ def test_a_compiled_model_traces_as_one_graph(base_models_dir: Path, lora: bool)
     import torch._dynamo
     from transformers import AutoModelForSequenceClassification
 
-    from bertd.lora import wrap_with_lora
-    from bertd.train import prepare_forward
+    from bertd.training.loop import prepare_forward
+    from bertd.training.lora import wrap_with_lora
 
     def fresh_model() -> torch.nn.Module:
         model = AutoModelForSequenceClassification.from_pretrained(base_models_dir / TINY_MODEL, num_labels=3,
@@ -201,7 +201,7 @@ def test_weight_decay_spares_biases_and_layer_norms(base_models_dir: Path) -> No
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from bertd.train import optimizer_for
+    from bertd.training.loop import optimizer_for
 
     model = AutoModelForSequenceClassification.from_pretrained(base_models_dir / TINY_MODEL, num_labels=3)
     optimizer = optimizer_for(model, {"weight_decay": 0.3, "learning_rate": 1e-3}, torch.device("cpu"))
@@ -258,7 +258,7 @@ def test_precision_override_on_the_cpu(tmp_path: Path, base_models_dir: Path) ->
 def test_the_best_evaluation_is_by_macro_f1_then_lower_loss() -> None:
     import torch
 
-    from bertd.train import BestSoFar
+    from bertd.training.loop import BestSoFar
 
     model = torch.nn.Linear(2, 2)
     frozen = torch.nn.Linear(2, 2)

@@ -6,7 +6,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from bertd.keys import CONFIG
+from bertd.server.keys import CONFIG
 
 from datagen import LABEL_WORDS
 from helpers import TASKS, create, events, task_body, upload, wait_for

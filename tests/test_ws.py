@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from bertd.hub import CLOSE_TOO_SLOW, END_WRITTEN, Hub, SubscriberTooSlow
-from bertd.keys import HUB
-from bertd.ws_frame import text_frame
+from bertd.api.ws_frame import text_frame
+from bertd.runtime.hub import CLOSE_TOO_SLOW, END_WRITTEN, Hub, SubscriberTooSlow
+from bertd.server.keys import HUB
 
 from helpers import TASKS, create, task_body, upload, wait_for
 

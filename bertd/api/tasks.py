@@ -1,0 +1,191 @@
+"""HTTP handlers for training tasks: create, get, list, stop, delete, events."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from bertd.schema.requests import validate_task_request
+from bertd.server.errors import ApiError, conflict, not_found, validation_error
+from bertd.server.keys import CONFIG, MODEL_CACHE, SCHEDULER, STORE
+from bertd.server.responses import json_response
+from bertd.state.records import TERMINAL_STATUSES, FileRecord, TaskRecord, TaskStatus, utc_now
+from bertd.state.store import MissingFile, QueueFull, Store
+
+MAX_PAGE_SIZE = 200
+MAX_EVENTS_LIMIT = 1000
+
+
+async def read_json(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       f"the request body must be JSON (Content-Type: application/json), got {request.content_type!r}",
+                       {"content_type": request.content_type})
+    raw = await request.read()
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except ValueError as error:  # UnicodeDecodeError is a ValueError too
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {error}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def reject_unknown_query(request: web.Request, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(request.query) - set(allowed))
+    if unknown:
+        raise validation_error(f"unknown query parameter(s) {', '.join(map(repr, unknown))}; "
+                               f"expected only: {', '.join(allowed)}", unknown[0], unknown=unknown)
+
+
+def query_int(request: web.Request, name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise validation_error(f"query parameter {name} must be an integer, got {raw!r}", name) from None
+    if not minimum <= value <= maximum:
+        raise validation_error(f"query parameter {name} must be between {minimum} and {maximum}, got {value}", name)
+    return value
+
+
+async def _uploaded(store: Store, filename: str, field: str) -> FileRecord:
+    record = await store.get_file(filename)
+    if record is None:
+        known = [f.filename for f in await store.list_files()]
+        hint = f"; uploaded files: {', '.join(known)}" if known else "; no files are uploaded yet"
+        raise validation_error(f"{field} {filename!r} has not been uploaded (POST /api/v1/files){hint}", field)
+    return record
+
+
+def _check_sheet_and_columns(record: FileRecord, sheet_name: str | None, sheet_field: str,
+                             hyperparameters: dict[str, Any]) -> None:
+    sheet = record.sheet(sheet_name)
+    if sheet is None:
+        names = ", ".join(s.name for s in record.sheets)
+        raise validation_error(f"{sheet_field}: sheet {sheet_name!r} not found in {record.filename!r}; "
+                               f"sheets are: {names}", sheet_field)
+    for column_field in ("text_column", "label_column"):
+        column = hyperparameters[column_field]
+        if column not in sheet.columns:
+            raise validation_error(
+                f"hyperparameters.{column_field}: column {column!r} not found in sheet {sheet.name!r} of "
+                f"{record.filename!r}; columns are: {', '.join(sheet.columns)}",
+                f"hyperparameters.{column_field}",
+            )
+
+
+async def create_task(request: web.Request) -> web.Response:
+    store, scheduler = request.app[STORE], request.app[SCHEDULER]
+    if not scheduler.accepting:
+        raise ApiError(503, "service_unavailable", "bertd is shutting down and takes no new tasks; retry shortly")
+    body = validate_task_request(await read_json(request))
+    hyperparameters = body["hyperparameters"]
+    if hyperparameters["text_column"] == hyperparameters["label_column"]:
+        raise validation_error("hyperparameters.label_column must name a different column than hyperparameters.text_column",
+                               "hyperparameters.label_column")
+    training = await _uploaded(store, body["training_data_file"], "training_data_file")
+    _check_sheet_and_columns(training, hyperparameters["sheet_name"], "hyperparameters.sheet_name", hyperparameters)
+    if body["validation_data_file"] is not None:
+        validation = await _uploaded(store, body["validation_data_file"], "validation_data_file")
+        _check_sheet_and_columns(validation, hyperparameters["validation_sheet_name"],
+                                 "hyperparameters.validation_sheet_name", hyperparameters)
+    elif hyperparameters["validation_sheet_name"] is not None:
+        raise validation_error("hyperparameters.validation_sheet_name is set but validation_data_file is not",
+                               "hyperparameters.validation_sheet_name")
+    new_task = TaskRecord(
+        seq=0,
+        task_id=uuid.uuid4().hex,
+        status=TaskStatus.QUEUED,
+        model_name_cn=body["model_name_cn"],
+        model_name_en=body["model_name_en"],
+        base_model=body["base_model"],
+        training_data_file=body["training_data_file"],
+        validation_data_file=body["validation_data_file"],
+        hyperparameters=hyperparameters,
+        callback_url=body["callback_url"],
+        created_at=utc_now(),
+    )
+    config = request.app[CONFIG]
+    try:
+        task = await store.insert_task(new_task, config.max_queued_tasks)
+    except MissingFile:
+        raise conflict("a data file of this task was deleted while the task was being created; upload it again") \
+            from None
+    except QueueFull as full:
+        raise ApiError(429, "too_many_requests",
+                       f"{full.args[0]} tasks are already queued (MAX_QUEUED_TASKS); wait for some to finish "
+                       "or stop queued ones") from None
+    scheduler.task_added(task)
+    message = f"task queued at position {task.queue_position}" if task.queue_position else "task created"
+    return json_response({**task.to_json(), "message": message}, status=201)
+
+
+async def task_or_404(store: Store, task_id: str) -> TaskRecord:
+    task = await store.get_task(task_id)
+    if task is None:
+        raise not_found(f"no training task with task_id {task_id!r}")
+    return task
+
+
+async def get_task(request: web.Request) -> web.Response:
+    task = await task_or_404(request.app[STORE], request.match_info["task_id"])
+    return json_response(task.to_json())
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    reject_unknown_query(request, ("status", "page", "page_size"))
+    raw_status = request.query.get("status")
+    status = None
+    if raw_status is not None:
+        try:
+            status = TaskStatus(raw_status)
+        except ValueError:
+            raise validation_error(f"query parameter status must be one of {', '.join(TaskStatus)}; "
+                                   f"got {raw_status!r}", "status") from None
+    page = query_int(request, "page", 1, 1, 1_000_000)
+    page_size = query_int(request, "page_size", 20, 1, MAX_PAGE_SIZE)
+    total, tasks = await request.app[STORE].list_tasks(status, page, page_size)
+    return json_response({"total": total, "page": page, "page_size": page_size,
+                              "tasks": [task.to_json() for task in tasks]})
+
+
+async def stop_task(request: web.Request) -> web.Response:
+    store, scheduler = request.app[STORE], request.app[SCHEDULER]
+    task = await task_or_404(store, request.match_info["task_id"])
+    if task.status in TERMINAL_STATUSES:
+        raise conflict(f"task {task.task_id} already ended as {task.status}; nothing to stop", status=str(task.status))
+    stopped = await scheduler.stop(task.task_id)
+    if stopped is None:
+        raise not_found(f"no training task with task_id {task.task_id!r}")
+    message = {
+        TaskStatus.STOPPED: "task stopped",
+        TaskStatus.STOPPING: "stop requested; the task ends as stopped once its worker has exited",
+    }.get(stopped.status, f"task is {stopped.status}")
+    return json_response({**stopped.to_json(), "message": message}, status=202)
+
+
+async def delete_task(request: web.Request) -> web.Response:
+    scheduler = request.app[SCHEDULER]
+    task = await task_or_404(request.app[STORE], request.match_info["task_id"])
+    if not await scheduler.delete(task.task_id):
+        raise not_found(f"no training task with task_id {task.task_id!r}")
+    request.app[MODEL_CACHE].forget(task.task_id)
+    return json_response({"task_id": task.task_id, "deleted": True,
+                              "message": "task, its events and its model were deleted"})
+
+
+async def list_events(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    task = await task_or_404(store, request.match_info["task_id"])
+    reject_unknown_query(request, ("after", "limit"))
+    after = query_int(request, "after", 0, 0, 2**62)
+    limit = query_int(request, "limit", 100, 1, MAX_EVENTS_LIMIT)
+    events = await store.list_events(task.task_id, after, limit)
+    return json_response({"events": [event.to_json() for event in events]})

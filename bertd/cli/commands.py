@@ -1,0 +1,179 @@
+"""The client side of the `bertd` command: upload, train, tasks, show, watch, stop, rm, predict,
+download. Human output by default, one JSON document with --json; exit 1 with one line on error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bertd.cli.client import Client, ClientError, follow, progress_line
+
+
+def emit(arguments: argparse.Namespace, value: Any, human: str) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2) if arguments.json else human)
+
+
+def describe_task(task: dict[str, Any]) -> str:
+    lines = [f"task {task['task_id']}  {task['status']}  {task['model_name_cn']} ({task['model_name_en']})",
+             f"  data: {task['training_data_file']}  base model: {task['base_model']}",
+             f"  created {task['created_at']}  started {task['started_at'] or '-'}  finished {task['finished_at'] or '-'}",
+             f"  {progress_line(task)}"]
+    if task.get("queue_position"):
+        lines.append(f"  queue position {task['queue_position']}")
+    metrics = task.get("metrics")
+    if metrics:
+        lines.append(f"  best epoch {metrics['best_epoch']}: val_accuracy {metrics['val_accuracy']:.4f}, "
+                     f"val_macro_f1 {metrics['val_macro_f1']:.4f}")
+        for label, scores in (metrics.get("per_class") or {}).items():
+            lines.append(f"    {label}: precision {scores['precision']:.3f} recall {scores['recall']:.3f} "
+                         f"f1 {scores['f1']:.3f} support {scores['support']}")
+    if task.get("artifacts"):
+        lines.append(f"  model: {task['artifacts']['model_path']}")
+    if task.get("error_message"):
+        lines.append(f"  error: {task['error_message']}")
+    return "\n".join(lines)
+
+
+async def watch_until_end(client: Client, task_id: str, arguments: argparse.Namespace) -> dict[str, Any]:
+    interactive = sys.stdout.isatty() and not arguments.json
+
+    def show(task: dict[str, Any]) -> None:
+        if arguments.json:
+            return
+        line = progress_line(task)
+        if interactive:
+            print(f"\r{line[:150]:<150}", end="", flush=True)
+
+    task = await follow(client, task_id, show)
+    if not arguments.json:
+        if interactive:
+            print()
+        print(describe_task(task))
+    return task
+
+
+def training_body(arguments: argparse.Namespace, filename: str) -> dict[str, Any]:
+    hyperparameters: dict[str, Any] = {"text_column": arguments.text_column, "label_column": arguments.label_column}
+    for name in ("sheet_name", "epochs", "batch_size", "learning_rate", "max_sequence_length", "random_seed"):
+        value = getattr(arguments, name)
+        if value is not None:
+            hyperparameters[name] = value
+    return {
+        "model_name_cn": arguments.name_cn or Path(filename).stem,
+        "model_name_en": arguments.name_en or "model",
+        "training_data_file": filename,
+        "base_model": arguments.base_model,
+        "hyperparameters": hyperparameters,
+        "callback_url": arguments.callback_url,
+    }
+
+
+async def run(arguments: argparse.Namespace) -> int:
+    async with Client(arguments.url, arguments.token) as client:
+        command = arguments.command
+        if command == "upload":
+            uploaded = await client.upload(Path(arguments.file))
+            sheets = "; ".join(f"sheet {s['name']!r}: {s['rows']} rows, columns {', '.join(s['columns'])}"
+                               for s in uploaded["sheets"])
+            emit(arguments, uploaded, f"uploaded {uploaded['filename']} ({uploaded['size_bytes']} bytes): {sheets}")
+        elif command == "train":
+            uploaded = await client.upload(Path(arguments.file))
+            task = await client.create_task(training_body(arguments, uploaded["filename"]))
+            if not arguments.watch:
+                emit(arguments, task, f"task {task['task_id']} {task['status']}: {task.get('message', '')}")
+                return 0
+            if not arguments.json:
+                print(f"task {task['task_id']} {task['status']}")
+            final = await watch_until_end(client, task["task_id"], arguments)
+            if arguments.json:
+                emit(arguments, final, "")
+            return 0 if final["status"] == "completed" else 1
+        elif command == "tasks":
+            listing = await client.tasks(arguments.status)
+            rows = [f"{t['task_id']}  {t['status']:<9}  {t['created_at']}  {t['model_name_en']:<20}  "
+                    f"{(t.get('progress') or {}).get('progress_percentage') or 0:5.1f}%" for t in listing["tasks"]]
+            emit(arguments, listing, "\n".join(rows) if rows else "no tasks")
+        elif command == "show":
+            task = await client.task(arguments.task_id)
+            emit(arguments, task, describe_task(task))
+        elif command == "watch":
+            final = await watch_until_end(client, arguments.task_id, arguments)
+            if arguments.json:
+                emit(arguments, final, "")
+            return 0 if final["status"] == "completed" else 1
+        elif command == "stop":
+            task = await client.stop(arguments.task_id)
+            emit(arguments, task, f"task {task['task_id']} {task['status']}: {task.get('message', '')}")
+        elif command == "rm":
+            result = await client.delete(arguments.task_id)
+            emit(arguments, result, f"task {result['task_id']} deleted")
+        elif command == "predict":
+            result = await client.predict(arguments.task_id, arguments.texts, arguments.top_k)
+            lines = [f"{p['label']}\t{p['score']:.4f}\t{text}" for p, text in zip(result["predictions"],
+                                                                                  arguments.texts, strict=True)]
+            emit(arguments, result, "\n".join(lines))
+        elif command == "download":
+            target_dir = Path(arguments.output)
+            target_dir.mkdir(parents=True, exist_ok=True)
+            path = await client.download(arguments.task_id, target_dir)
+            emit(arguments, {"path": str(path)}, f"saved {path}")
+    return 0
+
+
+def add_client_commands(commands: argparse._SubParsersAction, environment: dict[str, str]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=environment.get("BERTD_URL", "http://localhost:8000"),
+                        help="bertd server (BERTD_URL, default http://localhost:8000)")
+    common.add_argument("--token", default=environment.get("API_TOKEN"), help="API token (API_TOKEN)")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    upload = commands.add_parser("upload", parents=[common], help="upload an .xlsx or .csv file")
+    upload.add_argument("file")
+
+    train = commands.add_parser("train", parents=[common], help="upload a file and train a model on it")
+    train.add_argument("file")
+    train.add_argument("--text-column", required=True)
+    train.add_argument("--label-column", required=True)
+    train.add_argument("--sheet", dest="sheet_name")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--max-length", dest="max_sequence_length", type=int)
+    train.add_argument("--seed", dest="random_seed", type=int)
+    train.add_argument("--base-model", default="bert-base-chinese")
+    train.add_argument("--name-cn")
+    train.add_argument("--name-en")
+    train.add_argument("--callback-url")
+    train.add_argument("--watch", action="store_true", help="show live progress until the task ends")
+
+    tasks = commands.add_parser("tasks", parents=[common], help="list tasks, newest first")
+    tasks.add_argument("--status", choices=("queued", "training", "stopping", "completed", "failed", "stopped"))
+    for name, help_text in (("show", "show one task"), ("watch", "live progress until the task ends"),
+                            ("stop", "stop a task"), ("rm", "stop if needed, then delete a task")):
+        command = commands.add_parser(name, parents=[common], help=help_text)
+        command.add_argument("task_id")
+    predict = commands.add_parser("predict", parents=[common], help="classify texts with a completed task's model")
+    predict.add_argument("task_id")
+    predict.add_argument("texts", nargs="+")
+    predict.add_argument("--top-k", type=int, default=1)
+    download = commands.add_parser("download", parents=[common], help="save a completed task's model as .tar.gz")
+    download.add_argument("task_id")
+    download.add_argument("-o", "--output", default=".", help="folder to save into")
+
+
+def run_client_command(arguments: argparse.Namespace) -> int:
+    import asyncio
+
+    try:
+        return asyncio.run(run(arguments))
+    except ClientError as error:
+        print(f"bertd: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"bertd: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

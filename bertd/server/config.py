@@ -1,0 +1,210 @@
+"""The service's configuration: one frozen dataclass built from the environment and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """An environment variable or flag holds a value bertd cannot use."""
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "0.0.0.0"
+    port: int = 8000
+    data_dir: Path = Path("./data")
+    base_models_dir: Path | None = None
+    max_concurrent_tasks: int = 1
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    api_token: str | None = field(default=None, repr=False)
+    callback_secret: str | None = field(default=None, repr=False)
+    max_upload_mb: int = 200
+    # Tasks allowed to wait in the queue; more get 429.
+    max_queued_tasks: int = 100
+    # Refuse callbacks to loopback, private and link-local addresses (SSRF guard).
+    callback_block_private: bool = False
+    # Seconds a stopping worker gets to exit on its own before it is terminated, then killed.
+    stop_grace_seconds: float = 30.0
+    # After the grace period a worker gets SIGTERM, then this long before SIGKILL.
+    kill_wait_seconds: float = 5.0
+    # Minimum seconds between two progress writes of one task to SQLite.
+    progress_write_interval: float = 1.0
+    # Seconds between two progress reports of a worker (epoch ends are always reported).
+    progress_report_interval: float = 0.25
+    # WebSocket: messages a subscriber may have pending before it is closed as too slow,
+    # seconds one send may block, and seconds between pings.
+    ws_queue_limit: int = 256
+    ws_send_timeout_seconds: float = 10.0
+    ws_heartbeat_seconds: float = 30.0
+    callback_timeout_seconds: float = 10.0
+    callback_max_attempts: int = 5
+    callback_backoff_seconds: float = 1.0
+    # Keep one worker process started, its imports done, so a task starts without waiting for them.
+    keep_spare_worker: bool = True
+    # CPUs training workers may run on (e.g. keep one core for the API); None: all of them.
+    worker_cpus: tuple[int, ...] | None = None
+    # GPUs the pool may use (indices as torch sees them); None: every visible GPU.
+    gpu_devices: tuple[int, ...] | None = None
+    # Trained models kept loaded for predictions.
+    predict_cache_size: int = 2
+    # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
+    training_function: str = "bertd.training.loop:run_training"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def effective_base_models_dir(self) -> Path:
+        return self.base_models_dir if self.base_models_dir is not None else self.data_dir / "base_models"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "bertd.sqlite3"
+
+    def masked(self) -> dict[str, object]:
+        """The configuration as logged at start-up, secrets replaced by '***'."""
+        shown: dict[str, object] = {}
+        for config_field in dataclasses.fields(self):
+            value = getattr(self, config_field.name)
+            if config_field.name in ("api_token", "callback_secret"):
+                value = "***" if value else None
+            shown[config_field.name] = str(value) if isinstance(value, Path) else value
+        shown["base_models_dir"] = str(self.effective_base_models_dir)
+        return shown
+
+
+# Environment variable -> (field name, parser). Names follow ../shared/API.md.
+def _parse_positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _parse_port(name: str, raw: str) -> int:
+    value = _parse_positive_int(name, raw)
+    if value > 65535:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def _parse_non_negative_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _parse_log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"{name} must be one of DEBUG, INFO, WARNING, ERROR, got {raw!r}")
+    return level
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _parse_gpu_list(name: str, raw: str) -> tuple[int, ...]:
+    try:
+        indices = tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated GPU indices like 0,1; got {raw!r}") from None
+    if not indices or min(indices) < 0:
+        raise ConfigError(f"{name} must list at least one GPU index (0 or more); got {raw!r}")
+    return indices
+
+
+def _parse_cpu_list(name: str, raw: str) -> tuple[int, ...]:
+    """'0', '0,2' or '0-3' (as taskset and cpusets write them)."""
+    cpus: list[int] = []
+    try:
+        for part in raw.replace(" ", "").split(","):
+            first, _, last = part.partition("-")
+            cpus.extend(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise ConfigError(f"{name} must list CPUs like 0,1 or 0-3; got {raw!r}") from None
+    if not cpus or min(cpus) < 0:
+        raise ConfigError(f"{name} must list at least one CPU (0 or more); got {raw!r}")
+    return tuple(sorted(set(cpus)))
+
+
+def _keep(_name: str, raw: str) -> str:
+    return raw
+
+
+def _path(_name: str, raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _optional_secret(_name: str, raw: str) -> str | None:
+    return raw or None
+
+
+ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
+    "API_HOST": ("host", _keep),
+    "API_PORT": ("port", _parse_port),
+    "DATA_DIR": ("data_dir", _path),
+    "BASE_MODELS_DIR": ("base_models_dir", _path),
+    "MAX_CONCURRENT_TASKS": ("max_concurrent_tasks", _parse_positive_int),
+    "LOG_LEVEL": ("log_level", _parse_log_level),
+    "LOG_FILE": ("log_file", _path),
+    "API_TOKEN": ("api_token", _optional_secret),
+    "CALLBACK_SECRET": ("callback_secret", _optional_secret),
+    "MAX_UPLOAD_MB": ("max_upload_mb", _parse_positive_int),
+    "MAX_QUEUED_TASKS": ("max_queued_tasks", _parse_positive_int),
+    "CALLBACK_BLOCK_PRIVATE": ("callback_block_private", _parse_bool),
+    "KEEP_SPARE_WORKER": ("keep_spare_worker", _parse_bool),
+    "PREDICT_CACHE_SIZE": ("predict_cache_size", _parse_positive_int),
+    "GPU_DEVICES": ("gpu_devices", _parse_gpu_list),
+    "WORKER_CPUS": ("worker_cpus", _parse_cpu_list),
+    "STOP_GRACE_SECONDS": ("stop_grace_seconds", _parse_non_negative_float),
+    "PROGRESS_WRITE_INTERVAL": ("progress_write_interval", _parse_non_negative_float),
+    "PROGRESS_REPORT_INTERVAL": ("progress_report_interval", _parse_non_negative_float),
+    "WS_QUEUE_LIMIT": ("ws_queue_limit", _parse_positive_int),
+    "WS_SEND_TIMEOUT_SECONDS": ("ws_send_timeout_seconds", _parse_non_negative_float),
+    "WS_HEARTBEAT_SECONDS": ("ws_heartbeat_seconds", _parse_non_negative_float),
+    "CALLBACK_TIMEOUT_SECONDS": ("callback_timeout_seconds", _parse_non_negative_float),
+    "CALLBACK_MAX_ATTEMPTS": ("callback_max_attempts", _parse_positive_int),
+    "CALLBACK_BACKOFF_SECONDS": ("callback_backoff_seconds", _parse_non_negative_float),
+}
+
+
+def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
+    """Build the configuration from environment variables; keyword overrides (CLI flags) win."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for variable, (field_name, parse) in ENVIRONMENT_VARIABLES.items():
+        raw = environ.get(variable)
+        if raw is not None and raw != "":
+            values[field_name] = parse(variable, raw)  # type: ignore[operator]
+    values.update({name: value for name, value in overrides.items() if value is not None})
+    # Absolute, so artifact paths handed to clients mean the same wherever they are read.
+    for name in ("data_dir", "base_models_dir", "log_file"):
+        if values.get(name) is not None:
+            values[name] = Path(values[name]).expanduser().resolve()  # type: ignore[arg-type]
+    values.setdefault("data_dir", Config.data_dir.resolve())
+    return Config(**values)  # type: ignore[arg-type]

@@ -1,0 +1,30 @@
+"""Typed keys for what the aiohttp application holds."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from bertd.runtime.callbacks import CallbackSender
+from bertd.runtime.hub import Hub
+from bertd.runtime.predictor import ModelCache
+from bertd.runtime.scheduler import Scheduler
+from bertd.server.config import Config
+from bertd.server.prometheus import ServiceMetrics
+from bertd.state.store import Store
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+CALLBACKS = web.AppKey("callbacks", CallbackSender)
+HUB = web.AppKey("hub", Hub)
+# Open WebSockets, closed with 1001 when the server shuts down.
+WEBSOCKETS = web.AppKey("websockets", set)
+DEVICES = web.AppKey("devices", list)
+# Serialises the check-rename-insert step of uploads so two uploads of one name cannot race.
+UPLOAD_LOCK = web.AppKey("upload_lock", asyncio.Lock)
+OPENAPI = web.AppKey("openapi", dict)
+METRICS = web.AppKey("metrics", ServiceMetrics)
+MODEL_CACHE = web.AppKey("model_cache", ModelCache)
+

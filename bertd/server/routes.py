@@ -1,0 +1,41 @@
+"""The URL table, and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from bertd.api import files, service, tasks, trained_model, ws
+
+DASHBOARD_DIR = Path(__file__).parent.parent / "static"
+
+
+async def dashboard(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(DASHBOARD_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
+    app.router.add_get("/", dashboard)
+    app.router.add_static("/static", DASHBOARD_DIR)
+    app.router.add_get("/api/v1/health", service.health)
+    app.router.add_get("/metrics", service.metrics)
+    app.router.add_get("/api/v1/openapi.json", service.openapi)
+    app.router.add_get("/api/v1/docs", service.docs)
+    app.router.add_static("/api/v1/docs/assets", swagger_ui_dir)
+
+    app.router.add_post("/api/v1/files", files.upload_file)
+    app.router.add_get("/api/v1/files", files.list_files)
+    app.router.add_get("/api/v1/files/{filename}", files.get_file)
+    app.router.add_delete("/api/v1/files/{filename}", files.delete_file)
+
+    app.router.add_post("/api/v1/training/tasks", tasks.create_task)
+    app.router.add_get("/api/v1/training/tasks", tasks.list_tasks)
+    app.router.add_get("/api/v1/training/tasks/{task_id}", tasks.get_task)
+    app.router.add_delete("/api/v1/training/tasks/{task_id}", tasks.delete_task)
+    app.router.add_post("/api/v1/training/tasks/{task_id}/stop", tasks.stop_task)
+    app.router.add_get("/api/v1/training/tasks/{task_id}/events", tasks.list_events)
+    app.router.add_post("/api/v1/training/tasks/{task_id}/predict", trained_model.predict)
+    app.router.add_get("/api/v1/training/tasks/{task_id}/download", trained_model.download)
+    app.router.add_get("/api/v1/training/tasks/{task_id}/ws", ws.task_stream)
+    app.router.add_get("/api/v1/ws", ws.all_tasks_stream)

@@ -1,0 +1,296 @@
+"""Every SQL statement bertd runs, behind functions that return dataclasses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiosqlite
+
+from bertd.state.records import (
+    FileRecord,
+    SheetInfo,
+    TaskEvent,
+    TaskRecord,
+    TaskStatus,
+    sources_of,
+    utc_now,
+)
+
+TASK_COLUMNS = """
+    seq, task_id, status, model_name_cn, model_name_en, base_model, training_data_file,
+    validation_data_file, hyperparameters_json, callback_url, created_at, started_at, finished_at,
+    progress_json, metrics_json, artifacts_json, error_message, callback_json,
+    CASE WHEN status = 'queued'
+         THEN (SELECT COUNT(*) FROM tasks AS earlier WHERE earlier.status = 'queued' AND earlier.seq <= tasks.seq)
+    END AS queue_position
+"""
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _task_from_row(row: aiosqlite.Row) -> TaskRecord:
+    return TaskRecord(
+        seq=row["seq"],
+        task_id=row["task_id"],
+        status=TaskStatus(row["status"]),
+        model_name_cn=row["model_name_cn"],
+        model_name_en=row["model_name_en"],
+        base_model=row["base_model"],
+        training_data_file=row["training_data_file"],
+        validation_data_file=row["validation_data_file"],
+        hyperparameters=json.loads(row["hyperparameters_json"]),
+        callback_url=row["callback_url"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        progress=_loads(row["progress_json"]),
+        metrics=_loads(row["metrics_json"]),
+        artifacts=_loads(row["artifacts_json"]),
+        error_message=row["error_message"],
+        callback=_loads(row["callback_json"]),
+        queue_position=row["queue_position"],
+    )
+
+
+def _file_from_row(row: aiosqlite.Row) -> FileRecord:
+    sheets = [SheetInfo(s["name"], s["rows"], list(s["columns"])) for s in json.loads(row["sheets_json"])]
+    return FileRecord(row["filename"], row["size_bytes"], row["sha256"], row["uploaded_at"], sheets)
+
+
+class MissingFile(Exception):
+    """A data file the task names is not (or no longer) uploaded."""
+
+
+class QueueFull(Exception):
+    """As many tasks as allowed are already waiting."""
+
+
+class Store:
+    """The one path to SQLite. Writes are serialised by a lock so no coroutine's statement
+    can slip into another's transaction on the shared connection."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+        self._write_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+            except BaseException:
+                await self._connection.rollback()
+                raise
+            await self._connection.commit()
+
+    async def _fetch_all(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        async with self._connection.execute(sql, parameters) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _fetch_one(self, sql: str, parameters: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
+        async with self._connection.execute(sql, parameters) as cursor:
+            return await cursor.fetchone()
+
+    # ---- files -------------------------------------------------------------------------------
+
+    async def insert_file(self, record: FileRecord) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                "INSERT INTO files (filename, size_bytes, sha256, uploaded_at, sheets_json) VALUES (?, ?, ?, ?, ?)",
+                (
+                    record.filename,
+                    record.size_bytes,
+                    record.sha256,
+                    record.uploaded_at,
+                    _dumps([sheet.to_json() for sheet in record.sheets]),
+                ),
+            )
+
+    async def get_file(self, filename: str) -> FileRecord | None:
+        row = await self._fetch_one("SELECT * FROM files WHERE filename = ?", (filename,))
+        return None if row is None else _file_from_row(row)
+
+    async def list_files(self) -> list[FileRecord]:
+        rows = await self._fetch_all("SELECT * FROM files ORDER BY uploaded_at DESC, filename")
+        return [_file_from_row(row) for row in rows]
+
+    async def delete_file_unless_used(self, filename: str) -> list[str] | None:
+        """Delete the file's record unless an active task uses it.
+        Returns None when it was deleted, else the ids of the tasks that use it."""
+        async with self._transaction() as connection:
+            async with connection.execute(
+                "SELECT task_id FROM tasks WHERE status IN ('queued', 'training', 'stopping') "
+                "AND (training_data_file = ? OR validation_data_file = ?) ORDER BY seq",
+                (filename, filename),
+            ) as cursor:
+                users = [row["task_id"] for row in await cursor.fetchall()]
+            if users:
+                return users
+            await connection.execute("DELETE FROM files WHERE filename = ?", (filename,))
+            return None
+
+    # ---- tasks -------------------------------------------------------------------------------
+
+    async def insert_task(self, task: TaskRecord, max_queued: int) -> TaskRecord:
+        """Insert a new queued task. Raises MissingFile if one of its data files was deleted since
+        it was checked, QueueFull if max_queued tasks are already waiting."""
+        files = [name for name in (task.training_data_file, task.validation_data_file) if name]
+        async with self._transaction() as connection:
+            marks = ", ".join("?" for _ in files)
+            async with connection.execute(
+                f"SELECT COUNT(DISTINCT filename) FROM files WHERE filename IN ({marks})", tuple(files)
+            ) as cursor:
+                found = await cursor.fetchone()
+            if found is None or found[0] != len(set(files)):
+                raise MissingFile()
+            async with connection.execute("SELECT COUNT(*) FROM tasks WHERE status = 'queued'") as cursor:
+                queued = await cursor.fetchone()
+            if queued is not None and queued[0] >= max_queued:
+                raise QueueFull(queued[0])
+            await connection.execute(
+                "INSERT INTO tasks (task_id, status, model_name_cn, model_name_en, base_model, training_data_file, "
+                "validation_data_file, hyperparameters_json, callback_url, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task.task_id,
+                    str(task.status),
+                    task.model_name_cn,
+                    task.model_name_en,
+                    task.base_model,
+                    task.training_data_file,
+                    task.validation_data_file,
+                    _dumps(task.hyperparameters),
+                    task.callback_url,
+                    task.created_at,
+                ),
+            )
+            await self._insert_event(connection, task.task_id, "status", {"status": str(task.status)})
+        stored = await self.get_task(task.task_id)
+        assert stored is not None
+        return stored
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        row = await self._fetch_one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
+        return None if row is None else _task_from_row(row)
+
+    async def list_tasks(self, status: TaskStatus | None, page: int, page_size: int) -> tuple[int, list[TaskRecord]]:
+        where, parameters = ("WHERE status = ?", (str(status),)) if status else ("", ())
+        count_row = await self._fetch_one(f"SELECT COUNT(*) FROM tasks {where}", parameters)
+        rows = await self._fetch_all(
+            f"SELECT {TASK_COLUMNS} FROM tasks {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            (*parameters, page_size, (page - 1) * page_size),
+        )
+        return (int(count_row[0]) if count_row else 0), [_task_from_row(row) for row in rows]
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self._fetch_all("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
+        counts = {str(status): 0 for status in TaskStatus}
+        counts.update({row["status"]: row["n"] for row in rows})
+        return counts
+
+    async def oldest_queued(self) -> TaskRecord | None:
+        row = await self._fetch_one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'queued' ORDER BY seq LIMIT 1")
+        return None if row is None else _task_from_row(row)
+
+    async def tasks_in(self, statuses: tuple[TaskStatus, ...]) -> list[TaskRecord]:
+        marks = ", ".join("?" for _ in statuses)
+        rows = await self._fetch_all(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ({marks}) ORDER BY seq",
+            tuple(str(status) for status in statuses),
+        )
+        return [_task_from_row(row) for row in rows]
+
+    async def transition(
+        self,
+        task_id: str,
+        target: TaskStatus,
+        *,
+        event_data: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> TaskRecord | None:
+        """Move a task to `target` if its current status allows it, setting the given columns
+        (progress, metrics, artifacts, error_message, started_at, finished_at) and recording a
+        status event in the same transaction. Returns the updated task, or None if not allowed."""
+        assignments = ["status = ?"]
+        values: list[Any] = [str(target)]
+        for name, value in fields.items():
+            if name in ("progress", "metrics", "artifacts", "callback"):
+                assignments.append(f"{name}_json = ?")
+                values.append(_dumps(value))
+            elif name in ("error_message", "started_at", "finished_at"):
+                assignments.append(f"{name} = ?")
+                values.append(value)
+            else:
+                raise ValueError(f"unknown task column {name!r}")
+        sources = sources_of(target)
+        marks = ", ".join("?" for _ in sources)
+        async with self._transaction() as connection:
+            cursor = await connection.execute(
+                f"UPDATE tasks SET {', '.join(assignments)} WHERE task_id = ? AND status IN ({marks})",
+                (*values, task_id, *(str(source) for source in sources)),
+            )
+            if cursor.rowcount != 1:
+                return None
+            data: dict[str, Any] = {"status": str(target)}
+            if fields.get("error_message"):
+                data["error_message"] = fields["error_message"]
+            data.update(event_data or {})
+            await self._insert_event(connection, task_id, "status", data)
+        return await self.get_task(task_id)
+
+    async def set_progress(self, task_id: str, progress: dict[str, Any]) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                "UPDATE tasks SET progress_json = ? WHERE task_id = ?", (_dumps(progress), task_id)
+            )
+
+    async def set_callback_state(self, task_id: str, callback: dict[str, Any]) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                "UPDATE tasks SET callback_json = ? WHERE task_id = ?", (_dumps(callback), task_id)
+            )
+
+    async def delete_task(self, task_id: str) -> bool:
+        async with self._transaction() as connection:
+            cursor = await connection.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+            return cursor.rowcount == 1
+
+    # ---- events ------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _insert_event(
+        connection: aiosqlite.Connection, task_id: str, event_type: str, data: dict[str, Any]
+    ) -> int:
+        cursor = await connection.execute(
+            "INSERT INTO task_events (task_id, at, type, data_json) VALUES (?, ?, ?, ?)",
+            (task_id, utc_now(), event_type, _dumps(data)),
+        )
+        return int(cursor.lastrowid or 0)
+
+    async def add_event(self, task_id: str, event_type: str, data: dict[str, Any]) -> None:
+        async with self._transaction() as connection:
+            # The task may have been deleted meanwhile; an event for it is then simply dropped.
+            exists = await (await connection.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,))).fetchone()
+            if exists:
+                await self._insert_event(connection, task_id, event_type, data)
+
+    async def list_events(self, task_id: str, after: int, limit: int) -> list[TaskEvent]:
+        rows = await self._fetch_all(
+            "SELECT id, task_id, at, type, data_json FROM task_events WHERE task_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (task_id, after, limit),
+        )
+        return [TaskEvent(row["id"], row["task_id"], row["at"], row["type"], json.loads(row["data_json"])) for row in rows]

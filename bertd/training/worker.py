@@ -1,0 +1,145 @@
+"""The worker process's entry point: run one job, send its messages, always end with one verdict.
+
+Imports neither aiohttp nor aiosqlite; torch arrives only through the training function."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from bertd.job import TrainingInputError, TrainingJob, TrainingStopped
+from bertd.runtime.model_store import remove_model_files
+from bertd.training.priority import low_until_job
+
+PR_SET_PDEATHSIG = 1
+EXIT_PARENT_GONE = 70
+MAX_ERROR_LENGTH = 500
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """A worker whose server died must not keep training or holding the GPU. Linux kills it
+    with the parent-death signal (SIGKILL: nothing is left to report to, and the next server
+    start cleans up); elsewhere, or if the parent died before prctl, a thread notices."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def watch_parent() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(EXIT_PARENT_GONE)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch_parent, name="watch-parent", daemon=True).start()
+
+
+def load_function(dotted: str) -> Any:
+    module_name, _, attribute = dotted.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def user_message(error: BaseException) -> str:
+    """One line a user can act on; the traceback goes to the log."""
+    if isinstance(error, TrainingInputError):
+        text = str(error)
+    elif type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
+        text = ("out of GPU memory; lower hyperparameters.batch_size or max_sequence_length, "
+                "or raise gradient_accumulation_steps")
+    elif isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES,
+                                                         errno.EROFS):
+        where = f" {error.filename}" if error.filename else ""
+        text = f"could not write{where}: {error.strerror}; free disk space in DATA_DIR or make it writable"
+    elif isinstance(error, MemoryError):
+        text = "out of memory; lower hyperparameters.batch_size or max_sequence_length"
+    else:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        text = f"training failed with {type(error).__name__}: {first_line}".rstrip(": ")
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
+
+
+def worker_main(
+    jobs: Connection,
+    connection: Connection,
+    stop_event: Event,
+    training_function: str,
+    log_level: str,
+    parent_pid: int,
+    cpus: tuple[int, ...] | None = None,
+) -> None:
+    """Import the training code, wait for one job, run it, report, exit."""
+    die_with_parent(parent_pid)
+    if cpus and hasattr(os, "sched_setaffinity"):
+        # Before torch starts its thread pool, so every thread stays on these cores.
+        os.sched_setaffinity(0, cpus)
+    # A SIGTERM from the server ends the job like a stop request. The handler only flips a
+    # flag: taking the Event's lock inside a signal handler can deadlock.
+    terminated = False
+
+    def on_sigterm(*_: object) -> None:
+        nonlocal terminated
+        terminated = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logger.remove()
+    logger.configure(extra={"task": "(spare)"})
+    logger.add(sys.stderr, level=log_level,
+               format="{time:YYYY-MM-DD HH:mm:ss} | {level: <7} | worker {extra[task]} | {message}")
+
+    # The imports (torch, transformers) happen while the worker is still a spare, before any job,
+    # at low CPU priority so that a task training meanwhile keeps its cores.
+    restore_priority = low_until_job(jobs)
+    train: Any = None
+    import_error: BaseException | None = None
+    try:
+        train = load_function(training_function)
+    except BaseException as error:  # noqa: BLE001 - reported once there is a job to fail
+        import_error = error
+    try:
+        job: TrainingJob = jobs.recv()
+    except (EOFError, OSError):
+        return  # the server closed the spare without a job
+    finally:
+        jobs.close()
+    restore_priority()  # before the job starts threads of its own, which would inherit a low one
+    log = logger.bind(task=job.task_id)
+    log.debug("worker {} took the job", os.getpid())
+
+    def report(message: dict[str, Any]) -> None:
+        connection.send(message)
+
+    try:
+        if import_error is not None:
+            raise import_error
+        result = train(job, report, lambda: terminated or stop_event.is_set())
+        connection.send({"type": "completed", **result})
+    except TrainingStopped:
+        remove_model_files(Path(job.output_dir))
+        connection.send({"type": "stopped"})
+    except BaseException as error:  # noqa: BLE001 - every failure must reach the server as a verdict
+        remove_model_files(Path(job.output_dir))
+        try:
+            connection.send({"type": "failed", "error": user_message(error),
+                             "traceback": "".join(traceback.format_exception(error))})
+        except (OSError, ValueError):
+            # The server is gone: the log is the only place left for the traceback.
+            log.opt(exception=error).error("task {} failed", job.task_id)
+    finally:
+        connection.close()
