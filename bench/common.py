@@ -1,55 +1,24 @@
-"""Shared pieces of the benchmarks: generated data, a tiny base model, a bertd server process."""
+"""Shared pieces of the benchmarks: generated data, a tiny base model, a bertd server process
+(the last two from bertd.testing, which the tests and `bertd demo` use too)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-import random
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+from bertd.testing.example_data import noisy_characters, noisy_frame
+from bertd.testing.server_process import ServerProcess, start_server
 
-# Class-specific vocabulary plus shared filler, so the task is learnable but not trivial.
-LABEL_WORDS = {
-    "工业废气": "工厂烟囱排放化工废气车间锅炉焚烧刺鼻气味",
-    "扬尘": "工地尘土渣土施工沙石飞扬裸露道路清扫",
-    "油烟": "饭店餐馆油烟厨房烧烤排烟净化器夜市",
-    "机动车废气": "货车尾气柴油车冒黑烟公交车发动机怠速",
-    "其他废气": "垃圾焚烧秸秆燃烧异味养殖场臭气污水",
-    "其他": "噪音投诉咨询政策举报环境监测信息公开",
-}
-FILLER = "市民反映附近每天严重影响居民希望相关部门尽快处理小区周边晚上白天多次"
-
-
-def sentence(label: str, rng: random.Random, mean_chars: int, signal: float) -> str:
-    words, filler = LABEL_WORDS[label], FILLER
-    length = max(8, int(rng.gauss(mean_chars, mean_chars / 4)))
-    # Mostly filler with some class characters (a `signal` share): a model must read the whole text.
-    return "".join(rng.choice(words) if rng.random() < signal else rng.choice(filler) for _ in range(length))
-
-
-def make_frame(rows: int, mean_chars: int, seed: int = 0, signal: float = 0.25) -> pd.DataFrame:
-    rng = random.Random(seed)
-    labels = list(LABEL_WORDS)
-    records = [{"内容合并": sentence(label, rng, mean_chars, signal), "标签列": label}
-               for label in (labels[i % len(labels)] for i in range(rows))]
-    rng.shuffle(records)
-    return pd.DataFrame(records)
-
-
-def all_characters() -> str:
-    return "".join(LABEL_WORDS.values()) + FILLER + "".join(LABEL_WORDS)
+# The longer, noisier texts of the example data: learnable but not trivial.
+make_frame = noisy_frame
+all_characters = noisy_characters
 
 
 def build_base_model(directory: Path, hidden: int, layers: int, heads: int) -> Path:
@@ -58,71 +27,44 @@ def build_base_model(directory: Path, hidden: int, layers: int, heads: int) -> P
     return build_tiny_bert(directory, [all_characters()], hidden_size=hidden, layers=layers, heads=heads)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Server:
-    url: str
-    process: subprocess.Popen[bytes]
+    """A running bertd for a benchmark: calls that must succeed return their JSON body."""
+
+    handle: ServerProcess
     data_dir: Path
 
+    @property
+    def url(self) -> str:
+        return self.handle.url
+
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        return self.handle.process
+
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"} if data else {})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
+        return self.handle.call(method, path, body)
 
     def upload(self, path: Path) -> Any:
-        boundary = "benchboundary"
-        payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-                   f"Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + \
-            f"\r\n--{boundary}--\r\n".encode()
-        request = urllib.request.Request(self.url + "/api/v1/files", data=payload, method="POST",
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.load(response)
+        status, body = self.handle.upload(path)
+        if status >= 300:
+            raise RuntimeError(f"upload of {path.name} answered {status}: {body}")
+        return body
 
     def wait_for(self, task_id: str, statuses: set[str], timeout: float = 3600) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            task = self.request("GET", f"/api/v1/training/tasks/{task_id}")
-            if task["status"] in statuses:
-                return task
-            time.sleep(0.2)
-        raise TimeoutError(f"task {task_id} not in {statuses} after {timeout} s")
+        return self.handle.wait_for(task_id, lambda task: task["status"] in statuses, timeout, interval=0.2)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process itself (workers are separate processes)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return self.handle.cpu_seconds()
 
 
 @contextlib.contextmanager
 def running_server(data_dir: Path, **environment: str) -> Iterator[Server]:
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "DATA_DIR": str(data_dir),
-           "API_HOST": "127.0.0.1", "API_PORT": str(port), "LOG_LEVEL": "WARNING", **environment}
-    process = subprocess.Popen([sys.executable, "-m", "bertd", "serve"], env=env)
-    server = Server(f"http://127.0.0.1:{port}", process, data_dir)
+    handle = start_server(data_dir, LOG_LEVEL="WARNING", **environment)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                server.request("GET", "/api/v1/health")
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("bertd did not start") from None
-                time.sleep(0.2)
-        yield server
+        yield Server(handle, data_dir)
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        handle.stop()
 
 
 def temporary_directory() -> Path:

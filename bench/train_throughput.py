@@ -46,7 +46,7 @@ def build_model(directory: Path, tiny: bool) -> Path:
 def child_bertd(arguments: argparse.Namespace) -> dict:
     import torch
 
-    from bertd.job import TrainingJob
+    from bertd.protocol import TrainingJob
     from bertd.schema.requests import HYPERPARAMETER_FIELDS, validate_object
     from bertd.training.loop import run_training
 

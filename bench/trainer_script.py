@@ -1,8 +1,9 @@
 """The baseline: the plain Hugging Face Trainer script a user would otherwise write for a bertd task.
 
 Reads the sheet with pandas, drops empty texts, maps labels, makes the same stratified split as
-bertd (seeded), tokenizes, fine-tunes with Trainer (AdamW, linear schedule, evaluation and a
-checkpoint every epoch, best epoch by macro-F1 kept), saves the model. Prints one JSON line.
+bertd (seeded; bertd's own function, the one thing it borrows), tokenizes, fine-tunes with Trainer
+(AdamW, linear schedule, evaluation and a checkpoint every epoch, best epoch by macro-F1 kept),
+saves the model. Prints one JSON line.
 
     python bench/trainer_script.py DATA.xlsx BASE_MODEL_DIR OUT_DIR --text 内容合并 --label 标签列 \
         --epochs 3 --batch-size 16 --lr 2e-5 --max-length 256 [--padding max_length|dynamic|group]
@@ -27,17 +28,8 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
-
-def stratified_split(label_ids: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    train, validation = [], []
-    for label in np.unique(label_ids):
-        indices = np.flatnonzero(label_ids == label)
-        rng.shuffle(indices)
-        take = min(max(1, int(round(len(indices) * fraction))), len(indices) - 1) if len(indices) > 1 else 0
-        validation.append(indices[:take])
-        train.append(indices[take:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
+# The same seeded split as bertd's, from bertd itself, so the two can never drift apart.
+from bertd.training.data import stratified_split  # noqa: E402
 
 
 class Rows(torch.utils.data.Dataset):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib.util
 import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from bertd.state.records import SheetInfo
+if TYPE_CHECKING:
+    import pandas as pd
 
 SUPPORTED_SUFFIXES = (".xlsx", ".csv")
 # Excel exports from Chinese-locale Windows are often GB18030 rather than UTF-8.
@@ -24,11 +25,26 @@ MAX_ROWS = 2_000_000
 DIMENSION = re.compile(r'<dimension ref="[A-Z]+\d+(?::[A-Z]+(\d+))?"')
 
 
+@dataclass(frozen=True)
+class SheetInfo:
+    """One sheet of an uploaded file: its name, data rows and column names."""
+
+    name: str
+    rows: int
+    columns: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "rows": self.rows, "columns": list(self.columns)}
+
+
 class SheetError(ValueError):
     """The file, sheet or column cannot be read as the user asked; the message says why."""
 
 
 def _read_csv(path: Path, **options: object) -> pd.DataFrame:
+    # pandas is imported on first use: the records that name SheetInfo are imported by the CLI too.
+    import pandas as pd
+
     last_error: Exception | None = None
     for encoding in CSV_ENCODINGS:
         try:
@@ -66,6 +82,8 @@ def check_workbook_archive(path: Path, name: str) -> None:
 
 def _read_excel(path: Path, sheet_name: str | None, *, all_sheets: bool = False) -> dict[str, pd.DataFrame]:
     """The requested sheet (None: the first), or every sheet, keyed by sheet name."""
+    import pandas as pd
+
     check_workbook_archive(path, path.name)
     try:
         with pd.ExcelFile(path, engine=EXCEL_ENGINE) as workbook:

@@ -5,71 +5,79 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
-from bertd.job import Report, ShouldStop, TrainingJob, TrainingStopped
+from bertd.protocol import (
+    Artifacts,
+    Completed,
+    EpochReport,
+    Phase,
+    ProgressReport,
+    Report,
+    ShouldStop,
+    TrainingJob,
+    TrainingStopped,
+    WarningReport,
+)
 
 STEPS = 20
+METRICS = {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []}
 
 
-def steady(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+def steady(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Completed:
     """20 steps of `step_seconds` (hyperparameter random_seed doubles as milliseconds per step)."""
-    step_seconds = job.hyperparameters["random_seed"] / 1000
+    step_seconds = job.hyperparameters.random_seed / 1000
     for step in range(1, STEPS + 1):
         if should_stop():
             raise TrainingStopped()
         time.sleep(step_seconds)
-        report({"type": "progress", "phase": "training", "current_epoch": 1, "total_epochs": 1, "step": step,
-                "total_steps": STEPS, "progress_percentage": 100.0 * step / STEPS, "train_loss": 1.0 / step})
-    report({"type": "epoch", "epoch": 1, "total_epochs": 1, "train_loss": 0.1, "train_accuracy": 1.0,
-            "val_loss": 0.1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "is_best": True})
+        report(ProgressReport(phase=Phase.TRAINING, current_epoch=1, total_epochs=1, step=step, total_steps=STEPS,
+                              progress_percentage=100.0 * step / STEPS, train_loss=1.0 / step))
+    report(EpochReport(epoch=1, total_epochs=1, step=STEPS, train_loss=0.1, train_accuracy=1.0, val_loss=0.1,
+                       val_accuracy=1.0, val_macro_f1=1.0, is_best=True))
     output = Path(job.output_dir)
     output.mkdir(parents=True)
     (output / "marker.txt").write_text("stand-in model", encoding="utf-8")
-    return {"metrics": {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []},
-            "artifacts": {"model_path": str(output)}}
+    return Completed(metrics=METRICS, artifacts=Artifacts(model_path=str(output)))
 
 
-def stubborn(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+def stubborn(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Completed:
     """Never looks at the stop flag and ignores SIGTERM's flag: only SIGKILL ends it."""
-    report({"type": "progress", "phase": "training", "step": 1, "total_steps": 1000})
+    report(ProgressReport(phase=Phase.TRAINING, step=1, total_steps=1000))
     while True:
         time.sleep(0.05)
 
 
-def crashing(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+def crashing(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Completed:
     """Dies without a verdict, as a segfault or the OOM killer would leave it."""
     import os
 
-    report({"type": "progress", "phase": "training", "step": 1, "total_steps": 10})
+    report(ProgressReport(phase=Phase.TRAINING, step=1, total_steps=10))
     os._exit(3)
 
 
-def chatty(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+def chatty(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Completed:
     """Floods the channel: `random_seed` epoch messages of about 16 KB each, as fast as it can."""
     padding = {f"类别{i}": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": i} for i in range(250)}
-    for epoch in range(1, job.hyperparameters["random_seed"] + 1):
+    epochs = job.hyperparameters.random_seed
+    for epoch in range(1, epochs + 1):
         if should_stop():
             raise TrainingStopped()
-        report({"type": "epoch", "epoch": epoch, "total_epochs": job.hyperparameters["random_seed"],
-                "train_loss": 0.1, "train_accuracy": 1.0, "val_loss": 0.1, "val_accuracy": 1.0,
-                "val_macro_f1": 1.0, "is_best": False, "per_class": padding})
+        report(EpochReport(epoch=epoch, total_epochs=epochs, step=epoch, train_loss=0.1, train_accuracy=1.0,
+                           val_loss=0.1, val_accuracy=1.0, val_macro_f1=1.0, is_best=False, per_class=padding))
         if epoch % 50 == 0:
             time.sleep(0.01)
-    return {"metrics": {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []},
-            "artifacts": None}
+    return Completed(metrics=METRICS, artifacts=None)
 
 
-def affinity(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+def affinity(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Completed:
     """Reports the CPUs it may run on, then completes."""
     import os
 
-    report({"type": "warning", "message": f"cpus={sorted(os.sched_getaffinity(0))} threads={job.cpu_threads}"})
-    return {"metrics": {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []},
-            "artifacts": None}
+    report(WarningReport(message=f"cpus={sorted(os.sched_getaffinity(0))} threads={job.cpu_threads}"))
+    return Completed(metrics=METRICS, artifacts=None)
 
 
-def priority(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[str, Any]:
+def priority(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Completed:
     """Reports the nice values of its threads (one started by the job itself included)."""
     import threading
 
@@ -85,8 +93,7 @@ def priority(job: TrainingJob, report: Report, should_stop: ShouldStop) -> dict[
     thread = threading.Thread(target=job_thread)
     thread.start()
     started.wait()
-    report({"type": "warning", "message": f"nice={sorted(set(thread_nice_values().values()))}"})
+    report(WarningReport(message=f"nice={sorted(set(thread_nice_values().values()))}"))
     release.set()
     thread.join()
-    return {"metrics": {"best_epoch": 1, "val_accuracy": 1.0, "val_macro_f1": 1.0, "history": []},
-            "artifacts": None}
+    return Completed(metrics=METRICS, artifacts=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bertd.schema.requests import HYPERPARAMETER_FIELDS
+from bertd.protocol import Hyperparameters
 
 
 async def test_health(make_client) -> None:
@@ -33,7 +33,7 @@ async def test_openapi_describes_every_route(make_client) -> None:
     assert routes == documented
     request_schema = document["components"]["schemas"]["TaskRequest"]
     hyperparameters = request_schema["properties"]["hyperparameters"]["properties"]
-    assert set(hyperparameters) == {spec.name for spec in HYPERPARAMETER_FIELDS}
+    assert set(hyperparameters) == set(Hyperparameters.model_fields)
     assert all("default" in schema for schema in hyperparameters.values())
     assert request_schema["additionalProperties"] is False
 

@@ -7,15 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertd.job import TrainingInputError
-from bertd.schema.requests import HYPERPARAMETER_FIELDS, validate_object
+from bertd.protocol import Hyperparameters, TrainingInputError
 from bertd.training.data import load_dataset, stratified_split
 
 from datagen import labelled_frame, write_csv, write_xlsx
 
 
-def hyperparameters(**changes) -> dict:
-    return validate_object(HYPERPARAMETER_FIELDS, {"text_column": "内容", "label_column": "标签", **changes})
+def hyperparameters(**changes) -> Hyperparameters:
+    return Hyperparameters.model_validate({"text_column": "内容", "label_column": "标签", **changes})
 
 
 def test_missing_column_names_the_sheet_and_lists_columns(tmp_path: Path) -> None:

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertd.job import TrainingJob, TrainingStopped
-from bertd.schema.requests import HYPERPARAMETER_FIELDS, validate_object
+from bertd.protocol import Hyperparameters, LoraSettings, TrainingJob, TrainingStopped
 from bertd.training.loop import run_training
 from bertd.training.metrics import classification_report
 
@@ -20,48 +19,49 @@ def job_for(tmp_path: Path, base_models_dir: Path, name: str, **changes) -> Trai
     data = tmp_path / "train.csv"
     if not data.exists():
         write_csv(data, labelled_frame(rows_per_label=30, seed=1))
-    hyperparameters = validate_object(HYPERPARAMETER_FIELDS, {
+    hyperparameters = Hyperparameters.model_validate({
         "text_column": "内容", "label_column": "标签", "epochs": 3, "batch_size": 8, "learning_rate": 3e-3,
         "max_sequence_length": 32, **changes})
-    return TrainingJob(name, str(data), None, TINY_MODEL, str(base_models_dir), str(tmp_path / name),
-                       hyperparameters, report_interval=0.0)
+    return TrainingJob(task_id=name, training_data_path=str(data), validation_data_path=None, base_model=TINY_MODEL,
+                       base_models_dir=str(base_models_dir), output_dir=str(tmp_path / name),
+                       hyperparameters=hyperparameters, report_interval=0.0)
 
 
 def test_the_same_request_gives_the_same_metrics(tmp_path: Path, base_models_dir: Path) -> None:
-    messages: list[dict] = []
+    messages: list = []
     first = run_training(job_for(tmp_path, base_models_dir, "a"), messages.append, lambda: False)
     second = run_training(job_for(tmp_path, base_models_dir, "b"), lambda _: None, lambda: False)
-    assert first["metrics"]["history"] == second["metrics"]["history"]
-    assert first["metrics"]["confusion_matrix"] == second["metrics"]["confusion_matrix"]
+    assert first.metrics["history"] == second.metrics["history"]
+    assert first.metrics["confusion_matrix"] == second.metrics["confusion_matrix"]
     other_seed = run_training(job_for(tmp_path, base_models_dir, "c", random_seed=7), lambda _: None, lambda: False)
-    assert other_seed["metrics"]["history"] != first["metrics"]["history"]
+    assert other_seed.metrics["history"] != first.metrics["history"]
 
-    kinds = [message["type"] for message in messages]
+    kinds = [message.type for message in messages]
     assert kinds.count("epoch") == 3
-    progress = [m for m in messages if m["type"] == "progress" and m.get("phase") == "training"]
-    assert progress[-1]["step"] == progress[-1]["total_steps"] == 3 * 9  # 72 train rows / batch 8
-    assert all(m["learning_rate"] >= 0 and m["eta_seconds"] is not None for m in progress)
-    assert Path(first["artifacts"]["model_path"]).name == "a"
+    progress = [m for m in messages if m.type == "progress" and getattr(m, "phase", None) == "training"]
+    assert progress[-1].step == progress[-1].total_steps == 3 * 9  # 72 train rows / batch 8
+    assert all(m.learning_rate >= 0 and m.eta_seconds is not None for m in progress)
+    assert Path(first.artifacts.model_path).name == "a"
     assert not (tmp_path / "a.partial").exists()
 
 
 def test_early_stopping_ends_before_the_last_epoch(tmp_path: Path, base_models_dir: Path) -> None:
-    messages: list[dict] = []
+    messages: list = []
     # A zero learning rate cannot improve anything: patience 1 stops after epoch 2.
     result = run_training(
         job_for(tmp_path, base_models_dir, "e", epochs=6, learning_rate=1e-12, early_stopping_enabled=True,
                 early_stopping_patience=1, early_stopping_metric="val_accuracy"),
         messages.append, lambda: False)
-    assert len(result["metrics"]["history"]) == 2
-    assert any("early stopping after epoch 2" in m.get("message", "") for m in messages)
+    assert len(result.metrics["history"]) == 2
+    assert any("early stopping after epoch 2" in getattr(m, "message", "") for m in messages)
 
 
 def test_the_stop_flag_is_checked_every_step(tmp_path: Path, base_models_dir: Path) -> None:
     steps: list[int] = []
 
     def report(message: dict) -> None:
-        if message["type"] == "progress" and message.get("phase") == "training":
-            steps.append(message["step"])
+        if message.type == "progress" and getattr(message, "phase", None) == "training":
+            steps.append(message.step)
 
     with pytest.raises(TrainingStopped):
         run_training(job_for(tmp_path, base_models_dir, "s"), report, lambda: len(steps) >= 2)
@@ -87,21 +87,20 @@ def test_balanced_class_weights_and_step_evaluations(tmp_path: Path, base_models
     imbalanced = frame[(frame["标签"] != "油烟") | (frame.index % 5 == 0)]  # 油烟 keeps about a fifth of its rows
     data = write_csv(tmp_path / "imbalanced.csv", imbalanced)
     job = job_for(tmp_path, base_models_dir, "w", class_weighting="balanced", evaluation_steps=4, epochs=2)
-    job = TrainingJob(job.task_id, str(data), None, job.base_model, job.base_models_dir, job.output_dir,
-                      job.hyperparameters, report_interval=0.0)
-    messages: list[dict] = []
+    job = job.model_copy(update={"training_data_path": str(data)})
+    messages: list = []
     result = run_training(job, messages.append, lambda: False)
-    weights = dict(zip(result["metrics"]["labels"], result["metrics"]["class_weights"], strict=True))
+    weights = dict(zip(result.metrics["labels"], result.metrics["class_weights"], strict=True))
     assert weights["油烟"] > 2 * weights["扬尘"] and weights["扬尘"] == weights["工业废气"]
-    evaluations = [m for m in messages if m["type"] == "evaluation"]
-    assert [m["step"] % 4 for m in evaluations] == [0] * len(evaluations) and len(evaluations) >= 2
-    steps = [entry["step"] for entry in result["metrics"]["history"]]
+    evaluations = [m for m in messages if m.type == "evaluation"]
+    assert [m.step % 4 for m in evaluations] == [0] * len(evaluations) and len(evaluations) >= 2
+    steps = [entry["step"] for entry in result.metrics["history"]]
     assert steps == sorted(steps) and len(steps) == len(evaluations) + 2
-    assert result["metrics"]["best_step"] in steps
+    assert result.metrics["best_step"] in steps
 
 
 def test_gpus_are_shared_out_least_used_first() -> None:
-    from bertd.runtime.scheduler import least_loaded_gpu
+    from bertd.runtime.gpus import least_loaded_gpu
 
     assert least_loaded_gpu([0, 1], []) == 0
     assert least_loaded_gpu([0, 1], [0]) == 1
@@ -127,17 +126,17 @@ def test_worker_messages_say_what_to_do() -> None:
 
 
 def test_lora_with_a_full_fine_tuning_learning_rate_is_warned_about(tmp_path: Path, base_models_dir: Path) -> None:
-    messages: list[dict] = []
+    messages: list = []
     result = run_training(job_for(tmp_path, base_models_dir, "lora", epochs=1, learning_rate=2e-5,
                                   lora={"enabled": True}), messages.append, lambda: False)
-    warnings = [m["message"] for m in messages if m["type"] == "warning"]
+    warnings = [m.message for m in messages if m.type == "warning"]
     assert warnings == ["learning_rate 2e-05 is low for LoRA, whose adapters usually need 1e-4 to 1e-3; "
                         "the model may barely change"]
-    assert result["metrics"]["lora"] is True
+    assert result.metrics["lora"] is True
     full = run_training(job_for(tmp_path, base_models_dir, "full", epochs=1), lambda _: None, lambda: False)
-    assert full["metrics"]["lora"] is False
-    assert full["metrics"]["trainable_parameters"] == full["metrics"]["total_parameters"]
-    assert result["metrics"]["trainable_parameters"] < full["metrics"]["trainable_parameters"] / 10
+    assert full.metrics["lora"] is False
+    assert full.metrics["trainable_parameters"] == full.metrics["total_parameters"]
+    assert result.metrics["trainable_parameters"] < full.metrics["trainable_parameters"] / 10
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
@@ -146,15 +145,15 @@ def test_a_compiled_model_traces_as_one_graph(base_models_dir: Path, lora: bool)
     import torch._dynamo
     from transformers import AutoModelForSequenceClassification
 
-    from bertd.training.loop import prepare_forward
     from bertd.training.lora import wrap_with_lora
+    from bertd.training.setup import prepare_forward
 
     def fresh_model() -> torch.nn.Module:
         model = AutoModelForSequenceClassification.from_pretrained(base_models_dir / TINY_MODEL, num_labels=3,
                                                                    attn_implementation="sdpa")
         if lora:
-            model = wrap_with_lora(model, {"r": 4, "lora_alpha": 8, "lora_dropout": 0.1,
-                                           "target_modules": ["query", "value"]})
+            model = wrap_with_lora(model, LoraSettings(r=4, lora_alpha=8, lora_dropout=0.1,
+                                                       target_modules=("query", "value")))
         return model.train()
 
     cpu = torch.device("cpu")
@@ -172,25 +171,25 @@ def test_a_compiled_model_traces_as_one_graph(base_models_dir: Path, lora: bool)
     assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
 
 
-def training_progress(messages: list[dict]) -> list[dict]:
-    return [m for m in messages if m["type"] == "progress" and m.get("phase") == "training"]
+def training_progress(messages: list) -> list:
+    return [m for m in messages if m.type == "progress" and getattr(m, "phase", None) == "training"]
 
 
 def test_accumulation_and_warmup_shape_the_steps_and_learning_rate(tmp_path: Path, base_models_dir: Path) -> None:
-    plain: list[dict] = []
+    plain: list = []
     run_training(job_for(tmp_path, base_models_dir, "plain", epochs=2), plain.append, lambda: False)
-    rates = [m["learning_rate"] for m in training_progress(plain)]
-    assert training_progress(plain)[-1]["total_steps"] == 18  # 72 rows / batch 8 = 9 steps an epoch
+    rates = [m.learning_rate for m in training_progress(plain)]
+    assert training_progress(plain)[-1].total_steps == 18  # 72 rows / batch 8 = 9 steps an epoch
     assert rates == sorted(rates, reverse=True) and rates[0] == pytest.approx(3e-3 * 17 / 18)  # linear decay
 
-    accumulated: list[dict] = []
+    accumulated: list = []
     run_training(job_for(tmp_path, base_models_dir, "accumulated", epochs=2, gradient_accumulation_steps=3),
                  accumulated.append, lambda: False)
-    assert training_progress(accumulated)[-1]["total_steps"] == 6  # 9 batches, 3 per optimiser step
+    assert training_progress(accumulated)[-1].total_steps == 6  # 9 batches, 3 per optimiser step
 
-    warm: list[dict] = []
+    warm: list = []
     run_training(job_for(tmp_path, base_models_dir, "warm", epochs=2, warmup_ratio=0.5), warm.append, lambda: False)
-    rates = [m["learning_rate"] for m in training_progress(warm)]
+    rates = [m.learning_rate for m in training_progress(warm)]
     peak = rates.index(max(rates))
     assert rates[0] == pytest.approx(3e-3 * 2 / 9)  # 9 warm-up steps; the rate reported is the next step's
     assert rates[: peak + 1] == sorted(rates[: peak + 1]) and rates[peak:] == sorted(rates[peak:], reverse=True)
@@ -198,13 +197,12 @@ def test_accumulation_and_warmup_shape_the_steps_and_learning_rate(tmp_path: Pat
 
 
 def test_weight_decay_spares_biases_and_layer_norms(base_models_dir: Path) -> None:
-    import torch
     from transformers import AutoModelForSequenceClassification
 
-    from bertd.training.loop import optimizer_for
+    from bertd.training.setup import optimizer_for
 
     model = AutoModelForSequenceClassification.from_pretrained(base_models_dir / TINY_MODEL, num_labels=3)
-    optimizer = optimizer_for(model, {"weight_decay": 0.3, "learning_rate": 1e-3}, torch.device("cpu"))
+    optimizer = optimizer_for(model, Hyperparameters(weight_decay=0.3, learning_rate=1e-3))
     decayed, spared = optimizer.param_groups
     assert decayed["weight_decay"] == 0.3 and spared["weight_decay"] == 0.0
     names = {id(parameter): name for name, parameter in model.named_parameters()}
@@ -221,19 +219,19 @@ def test_gradient_clipping_changes_the_updates(tmp_path: Path, base_models_dir: 
                          lambda: False)
     clipped = run_training(job_for(tmp_path, base_models_dir, "n1", epochs=1, max_grad_norm=1e-6), lambda _: None,
                            lambda: False)
-    assert unclipped["metrics"]["history"] == again["metrics"]["history"]
-    assert clipped["metrics"]["history"][0]["train_loss"] != unclipped["metrics"]["history"][0]["train_loss"]
+    assert unclipped.metrics["history"] == again.metrics["history"]
+    assert clipped.metrics["history"][0]["train_loss"] != unclipped.metrics["history"][0]["train_loss"]
 
 
 def test_early_stopping_min_delta_counts_small_gains_as_none(tmp_path: Path, base_models_dir: Path) -> None:
     settings = {"epochs": 5, "early_stopping_enabled": True, "early_stopping_patience": 1,
                 "early_stopping_metric": "val_accuracy"}
     eager = run_training(job_for(tmp_path, base_models_dir, "d0", **settings), lambda _: None, lambda: False)
-    assert len(eager["metrics"]["history"]) > 2  # accuracy keeps rising at first
+    assert len(eager.metrics["history"]) > 2  # accuracy keeps rising at first
     # No accuracy gain can exceed 1.0, so the second epoch never counts as an improvement.
     strict = run_training(job_for(tmp_path, base_models_dir, "d1", early_stopping_min_delta=1.0, **settings),
                           lambda _: None, lambda: False)
-    assert len(strict["metrics"]["history"]) == 2
+    assert len(strict.metrics["history"]) == 2
 
 
 def test_precision_override_on_the_cpu(tmp_path: Path, base_models_dir: Path) -> None:
@@ -241,24 +239,24 @@ def test_precision_override_on_the_cpu(tmp_path: Path, base_models_dir: Path) ->
 
     bf16 = run_training(job_for(tmp_path, base_models_dir, "bf16", epochs=1, precision="bf16"), lambda _: None,
                         lambda: False)
-    assert bf16["metrics"]["precision"] == "bfloat16"
+    assert bf16.metrics["precision"] == "bfloat16"
     # Autocast computes in bf16; the weights, and so the saved model, stay fp32.
-    saved = load_file(Path(bf16["artifacts"]["model_path"]) / "model.safetensors")
+    saved = load_file(Path(bf16.artifacts.model_path) / "model.safetensors")
     assert {str(tensor.dtype) for tensor in saved.values()} == {"torch.float32"}
-    messages: list[dict] = []
+    messages: list = []
     fp16 = run_training(job_for(tmp_path, base_models_dir, "fp16", epochs=1, precision="fp16"), messages.append,
                         lambda: False)
-    assert fp16["metrics"]["precision"] == "fp32"
-    assert [m["message"] for m in messages if m["type"] == "warning"] == [
+    assert fp16.metrics["precision"] == "fp32"
+    assert [m.message for m in messages if m.type == "warning"] == [
         "precision fp16 needs a GPU; training in fp32 on the CPU"]
     auto = run_training(job_for(tmp_path, base_models_dir, "auto", epochs=1), lambda _: None, lambda: False)
-    assert auto["metrics"]["precision"] == "fp32"  # auto keeps the CPU in fp32: bf16 changes the numbers
+    assert auto.metrics["precision"] == "fp32"  # auto keeps the CPU in fp32: bf16 changes the numbers
 
 
 def test_the_best_evaluation_is_by_macro_f1_then_lower_loss() -> None:
     import torch
 
-    from bertd.training.loop import BestSoFar
+    from bertd.training.evaluation import BestSoFar
 
     model = torch.nn.Linear(2, 2)
     frozen = torch.nn.Linear(2, 2)

@@ -14,7 +14,9 @@ import pytest
 from aiohttp import WSMsgType
 
 from bertd.api.ws_frame import text_frame
-from bertd.runtime.hub import CLOSE_TOO_SLOW, END_WRITTEN, Hub, SubscriberTooSlow
+from bertd.api.ws_socket import CLOSE_TOO_SLOW, SocketSubscriber
+from bertd.runtime.hub import Hub
+from bertd.runtime.mailbox import Mailbox, SubscriberTooSlow
 from bertd.server.keys import HUB
 
 from helpers import TASKS, create, task_body, upload, wait_for
@@ -155,20 +157,21 @@ async def test_a_stalled_reader_is_closed_and_does_not_delay_others(make_client,
         slow.close()
 
 
-def test_subscriber_coalesces_progress_and_overflows_on_the_rest() -> None:
-    hub = Hub(queue_limit=4)
-    subscriber, _ = hub.subscribe("t")
+def test_a_mailbox_coalesces_progress_and_overflows_on_the_rest() -> None:
+    hub = Hub()
+    mailbox = Mailbox("t", limit=4)
+    hub.subscribe(mailbox)
     for step in range(10):
         hub.publish("t", {"type": "progress", "step": step})
-    assert subscriber.pending() == 1 and subscriber.coalesced == 9
+    assert len(mailbox.pending()) == 1 and mailbox.coalesced == 9
     hub.publish("t", {"type": "status", "status": "training"})
     hub.publish("t", {"type": "progress", "step": 10})
-    assert [m.get("step", m.get("status")) for m in list(subscriber._queue)] == ["training", 10]
+    assert [m.get("step", m.get("status")) for m in mailbox.pending()] == ["training", 10]
     for epoch in range(3):
         hub.publish("t", {"type": "epoch", "epoch": epoch})
-    assert subscriber.too_slow
+    assert mailbox.too_slow
     with pytest.raises(SubscriberTooSlow):
-        asyncio.run(subscriber.next())
+        mailbox.take()
     assert CLOSE_TOO_SLOW == 4008
 
 
@@ -176,12 +179,13 @@ def test_snapshot_state_and_seq_come_from_the_same_instant() -> None:
     hub = Hub()
     hub.publish("t", {"type": "status", "status": "queued"})
     hub.publish("t", {"type": "progress", "step": 1})
-    subscriber, states = hub.subscribe("t")
+    mailbox = Mailbox("t", limit=16)
+    states = hub.subscribe(mailbox)
     assert states["t"].seq == 2 and states["t"].status == "queued" and states["t"].progress == {"step": 1}
     message = hub.publish("t", {"type": "status", "status": "training"})
-    assert message["seq"] == 3 and subscriber.pending() == 1
+    assert message["seq"] == 3 and len(mailbox.pending()) == 1
     hub.publish("t", {"type": "end", "task": {}})
-    assert hub.subscribe("t")[1] == {}  # an ended task has no live state: the database has it all
+    assert hub.subscribe(Mailbox("t", limit=16)) == {}  # an ended task has no live state: the database has it all
 
 
 async def test_idle_connections_get_pings(make_client) -> None:
@@ -219,26 +223,63 @@ def test_text_frames_follow_rfc_6455(size: int) -> None:
         assert frame[1] == 127 and int.from_bytes(frame[2:10], "big") == size and frame[10:] == payload
 
 
-def test_a_keeping_up_subscriber_is_written_to_directly_and_order_holds() -> None:
+class FakeTransport:
+    """Stands in for a connection's transport: records frames, or reports a full buffer."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.full = False
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 1 << 20 if self.full else 0
+
+    def write(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+
+async def test_a_keeping_up_subscriber_is_written_to_directly_and_order_holds() -> None:
+    from aiohttp import web
+
     hub = Hub()
-    subscriber, _ = hub.subscribe("t")
-    written: list[int] = []
-    accept = True
+    transport = FakeTransport()
+    socket = web.WebSocketResponse()
+    subscriber = SocketSubscriber("t", socket, transport, queue_limit=16, send_timeout=1.0, close_after_end=True)
+    hub.subscribe(subscriber)
+    sent: list[int] = []
 
-    def write_now(message) -> bool:
-        if accept:
-            written.append(message["seq"])
-        return accept
+    async def send_str(text: str) -> None:
+        import json
 
-    subscriber.write_now = write_now
+        sent.append(json.loads(text)["seq"])
+
+    async def close(**_: object) -> None:
+        sent.append(-1)
+
+    socket.send_str = send_str  # type: ignore[method-assign]
+    socket.close = close  # type: ignore[method-assign]
+
+    def written() -> list[int]:
+        import json
+
+        return [json.loads(frame[2:])["seq"] for frame in transport.frames]
+
+    hub.publish("t", {"type": "progress", "step": 0})  # before the sender runs: queued, sent by it
+    sender = asyncio.create_task(subscriber.run([]))
+    await asyncio.sleep(0.01)
+    assert sent == [1] and written() == []
     hub.publish("t", {"type": "progress", "step": 1})
     hub.publish("t", {"type": "status", "status": "training"})
-    assert written == [1, 2] and subscriber.pending() == 0
-    accept = False  # the socket's buffer is full: messages queue
+    assert written() == [2, 3] and subscriber.mailbox.pending() == []  # the sender is idle: direct writes
+    transport.full = True  # the client is behind: messages queue
     hub.publish("t", {"type": "epoch", "epoch": 1})
-    accept = True
+    transport.full = False
     hub.publish("t", {"type": "progress", "step": 2})  # behind a queued message: must queue too
-    assert written == [1, 2] and [m["seq"] for m in subscriber._queue] == [3, 4]
-    subscriber._queue.clear()
-    hub.publish("t", {"type": "end", "task": {}})  # written too; the sender task is woken to close
-    assert written == [1, 2, 5] and list(subscriber._queue) == [END_WRITTEN]
+    assert written() == [2, 3] and [m["seq"] for m in subscriber.mailbox.pending()] == [4, 5]
+    await asyncio.sleep(0.01)
+    assert sent == [1, 4, 5]  # the sender took the queue, in order
+    hub.publish("t", {"type": "end", "task": {}})  # written directly; the sender is woken to close
+    await asyncio.wait_for(sender, 1)
+    assert written() == [2, 3, 6] and sent == [1, 4, 5, -1]

@@ -2,57 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Any
 
 from aiohttp import web
 
-from bertd.schema.requests import validate_task_request
+from bertd.api.request_parsing import query_int, read_json, reject_unknown_query
+from bertd.protocol import Hyperparameters
+from bertd.runtime.scheduler import ShuttingDown
+from bertd.schema.requests import TaskRequest
+from bertd.schema.validation import parse
 from bertd.server.errors import ApiError, conflict, not_found, validation_error
-from bertd.server.keys import CONFIG, MODEL_CACHE, SCHEDULER, STORE
+from bertd.server.keys import MODEL_CACHE, SCHEDULER, STORE
 from bertd.server.responses import json_response
 from bertd.state.records import TERMINAL_STATUSES, FileRecord, TaskRecord, TaskStatus, utc_now
 from bertd.state.store import MissingFile, QueueFull, Store
 
 MAX_PAGE_SIZE = 200
 MAX_EVENTS_LIMIT = 1000
-
-
-async def read_json(request: web.Request) -> Any:
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type",
-                       f"the request body must be JSON (Content-Type: application/json), got {request.content_type!r}",
-                       {"content_type": request.content_type})
-    raw = await request.read()
-    try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except ValueError as error:  # UnicodeDecodeError is a ValueError too
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {error}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
-def reject_unknown_query(request: web.Request, allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(request.query) - set(allowed))
-    if unknown:
-        raise validation_error(f"unknown query parameter(s) {', '.join(map(repr, unknown))}; "
-                               f"expected only: {', '.join(allowed)}", unknown[0], unknown=unknown)
-
-
-def query_int(request: web.Request, name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise validation_error(f"query parameter {name} must be an integer, got {raw!r}", name) from None
-    if not minimum <= value <= maximum:
-        raise validation_error(f"query parameter {name} must be between {minimum} and {maximum}, got {value}", name)
-    return value
 
 
 async def _uploaded(store: Store, filename: str, field: str) -> FileRecord:
@@ -65,14 +31,14 @@ async def _uploaded(store: Store, filename: str, field: str) -> FileRecord:
 
 
 def _check_sheet_and_columns(record: FileRecord, sheet_name: str | None, sheet_field: str,
-                             hyperparameters: dict[str, Any]) -> None:
+                             hyperparameters: Hyperparameters) -> None:
     sheet = record.sheet(sheet_name)
     if sheet is None:
         names = ", ".join(s.name for s in record.sheets)
         raise validation_error(f"{sheet_field}: sheet {sheet_name!r} not found in {record.filename!r}; "
                                f"sheets are: {names}", sheet_field)
     for column_field in ("text_column", "label_column"):
-        column = hyperparameters[column_field]
+        column = getattr(hyperparameters, column_field)
         if column not in sheet.columns:
             raise validation_error(
                 f"hyperparameters.{column_field}: column {column!r} not found in sheet {sheet.name!r} of "
@@ -83,38 +49,38 @@ def _check_sheet_and_columns(record: FileRecord, sheet_name: str | None, sheet_f
 
 async def create_task(request: web.Request) -> web.Response:
     store, scheduler = request.app[STORE], request.app[SCHEDULER]
-    if not scheduler.accepting:
-        raise ApiError(503, "service_unavailable", "bertd is shutting down and takes no new tasks; retry shortly")
-    body = validate_task_request(await read_json(request))
-    hyperparameters = body["hyperparameters"]
-    if hyperparameters["text_column"] == hyperparameters["label_column"]:
-        raise validation_error("hyperparameters.label_column must name a different column than hyperparameters.text_column",
-                               "hyperparameters.label_column")
-    training = await _uploaded(store, body["training_data_file"], "training_data_file")
-    _check_sheet_and_columns(training, hyperparameters["sheet_name"], "hyperparameters.sheet_name", hyperparameters)
-    if body["validation_data_file"] is not None:
-        validation = await _uploaded(store, body["validation_data_file"], "validation_data_file")
-        _check_sheet_and_columns(validation, hyperparameters["validation_sheet_name"],
+    body = parse(TaskRequest, await read_json(request))
+    hyperparameters = body.hyperparameters
+    if hyperparameters.text_column == hyperparameters.label_column:
+        raise validation_error("hyperparameters.label_column must name a different column than "
+                               "hyperparameters.text_column", "hyperparameters.label_column")
+    training = await _uploaded(store, body.training_data_file, "training_data_file")
+    _check_sheet_and_columns(training, hyperparameters.sheet_name, "hyperparameters.sheet_name", hyperparameters)
+    if body.validation_data_file is not None:
+        validation = await _uploaded(store, body.validation_data_file, "validation_data_file")
+        _check_sheet_and_columns(validation, hyperparameters.validation_sheet_name,
                                  "hyperparameters.validation_sheet_name", hyperparameters)
-    elif hyperparameters["validation_sheet_name"] is not None:
+    elif hyperparameters.validation_sheet_name is not None:
         raise validation_error("hyperparameters.validation_sheet_name is set but validation_data_file is not",
                                "hyperparameters.validation_sheet_name")
     new_task = TaskRecord(
         seq=0,
         task_id=uuid.uuid4().hex,
         status=TaskStatus.QUEUED,
-        model_name_cn=body["model_name_cn"],
-        model_name_en=body["model_name_en"],
-        base_model=body["base_model"],
-        training_data_file=body["training_data_file"],
-        validation_data_file=body["validation_data_file"],
+        model_name_cn=body.model_name_cn,
+        model_name_en=body.model_name_en,
+        base_model=body.base_model,
+        training_data_file=body.training_data_file,
+        validation_data_file=body.validation_data_file,
         hyperparameters=hyperparameters,
-        callback_url=body["callback_url"],
+        callback_url=body.callback_url,
         created_at=utc_now(),
     )
-    config = request.app[CONFIG]
     try:
-        task = await store.insert_task(new_task, config.max_queued_tasks)
+        task = await scheduler.submit(new_task)
+    except ShuttingDown:
+        raise ApiError(503, "service_unavailable", "bertd is shutting down and takes no new tasks; retry shortly") \
+            from None
     except MissingFile:
         raise conflict("a data file of this task was deleted while the task was being created; upload it again") \
             from None
@@ -122,7 +88,6 @@ async def create_task(request: web.Request) -> web.Response:
         raise ApiError(429, "too_many_requests",
                        f"{full.args[0]} tasks are already queued (MAX_QUEUED_TASKS); wait for some to finish "
                        "or stop queued ones") from None
-    scheduler.task_added(task)
     message = f"task queued at position {task.queue_position}" if task.queue_position else "task created"
     return json_response({**task.to_json(), "message": message}, status=201)
 

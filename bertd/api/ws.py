@@ -2,26 +2,21 @@
 
 Per task: `snapshot` (the task, with the seq it reflects), then `progress` / `epoch` / `warning` /
 `status` messages with increasing seq, then `end` (the full task) and a close with 1000. A client
-that falls too far behind is closed with 4008; on server shutdown every socket is closed with 1001."""
+that falls too far behind is closed with 4008; on server shutdown every socket is closed with 1001.
+How messages reach one socket is ws_socket's business."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from loguru import logger
 
-from bertd.runtime.hub import CLOSE_TOO_SLOW, END_WRITTEN, LiveState, Message, Subscriber, SubscriberTooSlow
+from bertd.api.ws_socket import SocketSubscriber, close_quietly
+from bertd.runtime.hub import LiveState
 from bertd.server.errors import not_found
 from bertd.server.keys import CONFIG, HUB, STORE, WEBSOCKETS
-from bertd.server.responses import dumps
 from bertd.state.records import ACTIVE_STATUSES, TERMINAL_STATUSES, TaskRecord
-
-# Bytes a client may leave unread before new messages queue (and coalesce) instead of being
-# written straight away.
-WRITE_NOW_BUFFER_LIMIT = 64 * 1024
 
 
 def snapshot_of(task: TaskRecord, live: LiveState | None) -> dict[str, Any]:
@@ -35,92 +30,38 @@ def snapshot_of(task: TaskRecord, live: LiveState | None) -> dict[str, Any]:
     return body
 
 
-async def _open(request: web.Request) -> web.WebSocketResponse:
+def _subscriber(request: web.Request, task_id: str | None) -> SocketSubscriber:
+    """A not yet accepted WebSocket and the hub subscriber that writes to it."""
     config = request.app[CONFIG]
     # No permessage-deflate: live messages are small, and one uncompressed frame serves every
     # subscriber (see ws_frame); compressing would mean one zlib stream per socket per message.
     socket = web.WebSocketResponse(heartbeat=config.ws_heartbeat_seconds or None, max_msg_size=1 << 16,
                                    compress=False)
-    await socket.prepare(request)
-    request.app[WEBSOCKETS].add(socket)
-    return socket
+    return SocketSubscriber(task_id, socket, request.transport, config.ws_queue_limit,
+                            config.ws_send_timeout_seconds, close_after_end=task_id is not None)
 
 
-async def _send(socket: web.WebSocketResponse, message: dict[str, Any], timeout: float) -> None:
-    # A client that stops reading fills the socket buffer; a bounded send keeps it from
-    # holding this connection's writer forever.
-    text = message.text if isinstance(message, Message) else dumps(message)
-    await asyncio.wait_for(socket.send_str(text), timeout or None)
+async def _accept(request: web.Request, subscriber: SocketSubscriber) -> None:
+    await subscriber.socket.prepare(request)
+    request.app[WEBSOCKETS].add(subscriber.socket)
 
 
-def _writer_for(socket: web.WebSocketResponse, transport: asyncio.Transport,
-                buffer_limit: int) -> Callable[[Message], bool]:
-    """Writes a message's prepared frame straight to the connection, unless it is closing or the
-    client has not taken what it was already sent (then the hub queues the message instead)."""
+async def _stream(subscriber: SocketSubscriber, first: list[dict[str, Any]]) -> None:
+    """Send until the stream ends; meanwhile read (and ignore) what the client sends, so pings,
+    pongs and its close are handled, and a client that leaves ends the stream."""
 
-    def write_now(message: Message) -> bool:
-        if socket.closed or transport.is_closing() or transport.get_write_buffer_size() > buffer_limit:
-            return False
-        transport.write(message.frame)
-        return True
+    async def drain_incoming() -> None:
+        async for message in subscriber.socket:
+            if message.type == WSMsgType.ERROR:
+                break
 
-    return write_now
-
-
-async def _drain_incoming(socket: web.WebSocketResponse) -> None:
-    """Read (and ignore) what the client sends, so pings, pongs and its close are handled."""
-    async for message in socket:
-        if message.type == WSMsgType.ERROR:
-            break
-
-
-async def _stream(request: web.Request, socket: web.WebSocketResponse, subscriber: Subscriber,
-                  first: list[dict[str, Any]], close_after_end: bool) -> None:
-    timeout = request.app[CONFIG].ws_send_timeout_seconds
-    write_now = _writer_for(socket, request.transport, WRITE_NOW_BUFFER_LIMIT)
-    reader = asyncio.create_task(_drain_incoming(socket))
-    reader.add_done_callback(lambda _: subscriber.hang_up())
-
-    async def deliver(message: dict[str, Any]) -> bool:
-        """Send `message` (unless the hub already wrote it); True once the stream is closed after `end`."""
-        if message is not END_WRITTEN:
-            await _send(socket, message, timeout)
-        if message["type"] == "end" and close_after_end:
-            await socket.close(code=WSCloseCode.OK, message=b"task ended")
-            return True
-        return False
-
+    reader = asyncio.create_task(drain_incoming())
+    reader.add_done_callback(lambda _: subscriber.mailbox.close())
     try:
-        for message in first:
-            if await deliver(message):
-                return
-        while True:
-            # Direct writes only while nothing is queued or in flight here, so order holds.
-            subscriber.write_now = write_now
-            message = await subscriber.next()
-            subscriber.write_now = None
-            if message is None or await deliver(message):
-                return
-    except (TimeoutError, SubscriberTooSlow):
-        logger.info("closing a WebSocket client that fell too far behind ({})", request.path)
-        await _close_quietly(socket, CLOSE_TOO_SLOW, b"client too slow; reconnect for a fresh snapshot",
-                             request.transport)
-    except (ConnectionResetError, RuntimeError):
-        pass  # the client went away mid-send
+        await subscriber.run(first)
     finally:
-        subscriber.write_now = None
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
-
-
-async def _close_quietly(socket: web.WebSocketResponse, code: int, message: bytes,
-                         transport: asyncio.BaseTransport | None = None) -> None:
-    """Close with `code`; a client that will not even take the close frame is cut off."""
-    try:
-        await asyncio.wait_for(socket.close(code=code, message=message), 2.0)
-    except (TimeoutError, ConnectionResetError, RuntimeError):
-        if transport is not None:
-            transport.abort()
 
 
 async def task_stream(request: web.Request) -> web.WebSocketResponse:
@@ -129,45 +70,43 @@ async def task_stream(request: web.Request) -> web.WebSocketResponse:
     # Subscribe before reading the task, so nothing published after the read is missed; the one
     # read both answers 404 (before the upgrade) and makes the snapshot. One read per connect
     # matters when hundreds of dashboards reconnect at once.
-    subscriber, states = hub.subscribe(task_id)
-    socket: web.WebSocketResponse | None = None
+    subscriber = _subscriber(request, task_id)
+    states = hub.subscribe(subscriber)
     try:
         task = await store.get_task(task_id)
         if task is None:
             raise not_found(f"no training task with task_id {task_id!r}")
-        socket = await _open(request)
+        await _accept(request, subscriber)
         live = states.get(task_id)
         seq = live.seq if live else 0
         first: list[dict[str, Any]] = [{"type": "snapshot", "task_id": task_id, "seq": seq,
                                         "task": snapshot_of(task, live)}]
         if live is None and task.status in TERMINAL_STATUSES:
             first.append({"type": "end", "task_id": task_id, "seq": seq, "task": task.to_json()})
-        await _stream(request, socket, subscriber, first, close_after_end=True)
+        await _stream(subscriber, first)
     finally:
         hub.unsubscribe(subscriber)
-        if socket is not None:
-            request.app[WEBSOCKETS].discard(socket)
-    return socket
+        request.app[WEBSOCKETS].discard(subscriber.socket)
+    return subscriber.socket
 
 
 async def all_tasks_stream(request: web.Request) -> web.WebSocketResponse:
     store, hub = request.app[STORE], request.app[HUB]
-    socket = await _open(request)
-    subscriber, states = hub.subscribe(None)
+    subscriber = _subscriber(request, None)
+    await _accept(request, subscriber)
+    states = hub.subscribe(subscriber)
     try:
         active = await store.tasks_in(tuple(ACTIVE_STATUSES))
         tasks = [{**snapshot_of(task, states.get(task.task_id)), "seq": states[task.task_id].seq
                   if task.task_id in states else 0} for task in active]
-        first = [{"type": "snapshot", "tasks": tasks}]
-        await _stream(request, socket, subscriber, first, close_after_end=False)
+        await _stream(subscriber, [{"type": "snapshot", "tasks": tasks}])
     finally:
         hub.unsubscribe(subscriber)
-        request.app[WEBSOCKETS].discard(socket)
-    return socket
+        request.app[WEBSOCKETS].discard(subscriber.socket)
+    return subscriber.socket
 
 
 async def close_all(app: web.Application) -> None:
     """On shutdown: every open socket gets 1001 (going away)."""
-    sockets = list(app[WEBSOCKETS])
-    for socket in sockets:
-        await _close_quietly(socket, WSCloseCode.GOING_AWAY, b"server shutting down")
+    for socket in list(app[WEBSOCKETS]):
+        await close_quietly(socket, WSCloseCode.GOING_AWAY, b"server shutting down")

@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from bertd.protocol import PROGRESS_FIELDS
+
 TASKS = "/api/v1/training/tasks"
 
 
@@ -143,7 +145,7 @@ async def follow(client: Client, task_id: str, show: Callable[[dict[str, Any]], 
         if kind in ("snapshot", "end"):
             task = message["task"]
         elif kind == "progress":
-            task["progress"] = {k: v for k, v in message.items() if k not in ("type", "task_id", "seq", "at")}
+            task["progress"] = {name: message[name] for name in PROGRESS_FIELDS if name in message}
         elif kind == "status":
             task["status"] = message["status"]
         elif kind == "epoch":

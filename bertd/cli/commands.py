@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bertd.cli.client import Client, ClientError, follow, progress_line
+from bertd.state.records import TaskStatus
 
 
 def emit(arguments: argparse.Namespace, value: Any, human: str) -> None:
@@ -150,7 +151,7 @@ def add_client_commands(commands: argparse._SubParsersAction, environment: dict[
     train.add_argument("--watch", action="store_true", help="show live progress until the task ends")
 
     tasks = commands.add_parser("tasks", parents=[common], help="list tasks, newest first")
-    tasks.add_argument("--status", choices=("queued", "training", "stopping", "completed", "failed", "stopped"))
+    tasks.add_argument("--status", choices=[str(status) for status in TaskStatus])
     for name, help_text in (("show", "show one task"), ("watch", "live progress until the task ends"),
                             ("stop", "stop a task"), ("rm", "stop if needed, then delete a task")):
         command = commands.add_parser(name, parents=[common], help=help_text)

@@ -7,40 +7,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from bertd.cli.client import Client, ClientError, follow, progress_line
+from bertd.testing.example_data import LABEL_WORDS, labelled_rows
+from bertd.testing.server_process import ServerExited, ServerProcess, start_server
 
-LABEL_WORDS = {
-    "工业废气": ["工厂", "烟囱", "排放", "化工", "废气", "车间", "锅炉"],
-    "扬尘": ["工地", "尘土", "渣土", "施工", "沙石", "飞扬", "裸土"],
-    "油烟": ["饭店", "餐馆", "油烟", "厨房", "烧烤", "排烟", "夜宵"],
-}
 TINY_BASE_MODEL = "demo-tiny-bert"
-FILLER = ["市民", "反映", "附近", "每天", "严重", "影响", "居民", "希望", "处理", "小区", "晚上"]
 # Built from the demo's own words: a tiny model trained on characters cannot be expected to place
 # phrasing it never saw, and the demo is there to show the install works.
 SAMPLES = ["化工厂锅炉排放废气，居民反映严重。", "工地渣土沙石飞扬，尘土影响小区。", "饭店厨房油烟很大，烧烤排烟到晚上。"]
+DEMO_WORDS_PER_LABEL = 7
 
 
 def demo_rows(rows_per_label: int = 40, seed: int = 0) -> list[dict[str, str]]:
-    rng = random.Random(seed)
-    records = []
-    for label, words in LABEL_WORDS.items():
-        for _ in range(rows_per_label):
-            parts = rng.sample(words, 3) + rng.sample(FILLER, 3)
-            rng.shuffle(parts)
-            records.append({"内容合并": "".join(parts) + "。", "标签列": label})
-    rng.shuffle(records)
-    return records
+    return labelled_rows(rows_per_label, seed, words_per_label=DEMO_WORDS_PER_LABEL, text_column="内容合并",
+                         label_column="标签列", id_column=None)
 
 
 def write_demo_files(folder: Path) -> tuple[Path, Path]:
@@ -56,30 +40,13 @@ def write_demo_files(folder: Path) -> tuple[Path, Path]:
     return data, model
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_local_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "LOG_LEVEL": "WARNING",
-                   "BASE_MODELS_DIR": str(folder / "base_models")}
-    process = subprocess.Popen([sys.executable, "-m", "bertd", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--data-dir", str(folder / "data")], env=environment)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/api/v1/health", timeout=2):
-                return process, url
-        except OSError:
-            if process.poll() is not None:
-                raise ClientError(f"the demo server exited with code {process.returncode}") from None
-            time.sleep(0.3)
-    process.kill()
-    raise ClientError("the demo server did not start within 90 s")
+def start_local_server(folder: Path) -> tuple[ServerProcess, str]:
+    try:
+        server = start_server(folder / "data", folder / "base_models", log_path=None, start_timeout=90,
+                              LOG_LEVEL="WARNING")
+    except ServerExited as error:
+        raise ClientError(str(error).splitlines()[0]) from None
+    return server, server.url
 
 
 async def run_demo(url: str, token: str | None, data: Path, base_model: str) -> int:
@@ -137,8 +104,7 @@ def demo(arguments: argparse.Namespace) -> int:
         return 1
     finally:
         if process is not None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
+            process.stop()
 
 
 def add_demo_command(commands: argparse._SubParsersAction, environment: dict[str, str]) -> None:

@@ -1,45 +1,43 @@
-"""Fan-out of live task messages to WebSocket subscribers, each with a bounded queue.
+"""Fan-out of live task messages to subscribers.
 
 Every message of a task carries a per-task sequence number. The hub also keeps each task's latest
-status and progress with that number, so a subscriber gets a snapshot and its live queue in one
+status and progress with that number, so a subscriber gets a snapshot and its live messages in one
 synchronous step: nothing can fall between them, and nothing arrives twice.
 
-Delivery: a subscriber that is keeping up gets each message written straight to its socket during
-`publish` (one prepared frame, one write per socket: no task wake-up per subscriber per message).
-Otherwise the message waits in the subscriber's queue for its sender task.
-
-Back-pressure: a subscriber's pending `progress` for a task is replaced by a newer one (newest
-wins); `status`, `epoch` and `end` are never dropped. A subscriber whose queue still overflows is
-marked too slow and its socket is closed with CLOSE_TOO_SLOW."""
+A subscriber is anything with a `task_id` (None: every task) and an `offer(message)` that must not
+block; what it does with the message (write it to a socket, queue it) is its own business."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
-from bertd.api.ws_frame import text_frame
-
-CLOSE_TOO_SLOW = 4008
-COALESCED_TYPES = frozenset({"progress"})
-# Queued after an `end` that was written directly: the sender task closes the task stream on it.
-END_WRITTEN: dict[str, Any] = {"type": "end", "task_id": None, "written": True}
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 class Message(dict):
-    """A published message. `text` (its JSON) and `frame` (that JSON as a WebSocket frame) are
-    built once however many subscribers get it."""
+    """A published message. Its JSON `text` is built once however many subscribers get it, and so
+    is any other form a subscriber derives from that text (a WebSocket frame, say)."""
 
-    __slots__ = ("frame", "text")
+    __slots__ = ("_derived", "text")
 
     def __init__(self, body: dict[str, Any]) -> None:
         super().__init__(body)
         self.text = json.dumps(body, ensure_ascii=False)
-        self.frame = text_frame(self.text)
+        self._derived: dict[Callable[[str], Any], Any] = {}
+
+    def derived(self, make: Callable[[str], Any]) -> Any:
+        if make not in self._derived:
+            self._derived[make] = make(self.text)
+        return self._derived[make]
+
+
+class Subscriber(Protocol):
+    @property
+    def task_id(self) -> str | None: ...
+
+    def offer(self, message: Message) -> None: ...
 
 
 @dataclass
@@ -52,69 +50,8 @@ class LiveState:
     progress: dict[str, Any] | None = None
 
 
-class SubscriberTooSlow(Exception):
-    """The subscriber fell too far behind; its connection should be closed."""
-
-
-@dataclass(eq=False)  # compared and hashed by identity: subscribers live in sets
-class Subscriber:
-    task_id: str | None  # None: every task
-    limit: int
-    _queue: deque[dict[str, Any]] = field(default_factory=deque)
-    _ready: asyncio.Event = field(default_factory=asyncio.Event)
-    too_slow: bool = False
-    hung_up: bool = False
-    coalesced: int = 0
-    # Set by the sender task while its queue is empty: writes a message to the socket now and
-    # says whether it did (False when the socket is closing or its buffer is full).
-    write_now: Callable[[Message], bool] | None = None
-
-    def offer(self, message: Message) -> None:
-        if self.too_slow:
-            return
-        if self.write_now is not None and not self._queue and self.write_now(message):
-            if message["type"] == "end":
-                self._queue.append(END_WRITTEN)
-                self._ready.set()
-            return
-        if message["type"] in COALESCED_TYPES:
-            for index, pending in enumerate(self._queue):
-                if pending["type"] == message["type"] and pending["task_id"] == message["task_id"]:
-                    del self._queue[index]
-                    self.coalesced += 1
-                    break
-        if len(self._queue) >= self.limit:
-            self.too_slow = True
-            self._queue.clear()
-        else:
-            self._queue.append(message)
-        self._ready.set()
-
-    def hang_up(self) -> None:
-        """The connection is gone: wake the sender task so it can finish."""
-        self.hung_up = True
-        self._ready.set()
-
-    async def next(self) -> dict[str, Any] | None:
-        """The oldest queued message, waiting for one; None once the connection is gone."""
-        while not self._queue:
-            if self.too_slow:
-                raise SubscriberTooSlow()
-            if self.hung_up:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-        if self.too_slow:
-            raise SubscriberTooSlow()
-        return self._queue.popleft()
-
-    def pending(self) -> int:
-        return len(self._queue)
-
-
 class Hub:
-    def __init__(self, queue_limit: int = 256) -> None:
-        self._queue_limit = queue_limit
+    def __init__(self) -> None:
         self._states: dict[str, LiveState] = {}
         self._by_task: dict[str, set[Subscriber]] = {}
         self._everything: set[Subscriber] = set()
@@ -123,36 +60,35 @@ class Hub:
     def subscriber_count(self) -> int:
         return len(self._everything) + sum(len(subscribers) for subscribers in self._by_task.values())
 
-    def publish(self, task_id: str, message: dict[str, Any]) -> dict[str, Any]:
-        """Number the message, remember the task's latest state, and queue it for every subscriber."""
+    def publish(self, task_id: str, body: dict[str, Any]) -> Message:
+        """Number the message, remember the task's latest state, and offer it to every subscriber."""
         state = self._states.setdefault(task_id, LiveState())
         state.seq += 1
         # `at` (Unix seconds) lets clients see how fresh a message is, and benchmarks its latency.
-        numbered = Message({**message, "task_id": task_id, "seq": state.seq, "at": time.time()})
-        kind = message["type"]
+        message = Message({**body, "task_id": task_id, "seq": state.seq, "at": time.time()})
+        kind = body["type"]
         if kind == "status":
-            state.status = message["status"]
+            state.status = body["status"]
         elif kind == "progress":
-            state.progress = {k: v for k, v in message.items() if k != "type"}
+            state.progress = {k: v for k, v in body.items() if k != "type"}
         for subscriber in (*self._by_task.get(task_id, ()), *self._everything):
-            subscriber.offer(numbered)
+            subscriber.offer(message)
         if kind == "end":
             del self._states[task_id]
-        return numbered
+        return message
 
-    def subscribe(self, task_id: str | None) -> tuple[Subscriber, dict[str, LiveState]]:
-        """A new subscriber to one task (or to all, for None) and, at this same instant, the live
-        state of that task (or of every active task). Every later message has a larger seq."""
-        subscriber = Subscriber(task_id, self._queue_limit)
+    def subscribe(self, subscriber: Subscriber) -> dict[str, LiveState]:
+        """Add a subscriber to its task (or to every task) and return, at this same instant, the
+        live state of that task (or of every active task). Every later message has a larger seq."""
+        task_id = subscriber.task_id
         if task_id is None:
             self._everything.add(subscriber)
             wanted = self._states
         else:
             self._by_task.setdefault(task_id, set()).add(subscriber)
             wanted = {task_id: self._states[task_id]} if task_id in self._states else {}
-        states = {key: LiveState(state.seq, state.status, dict(state.progress) if state.progress else None)
-                  for key, state in wanted.items()}
-        return subscriber, states
+        return {key: LiveState(state.seq, state.status, dict(state.progress) if state.progress else None)
+                for key, state in wanted.items()}
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         if subscriber.task_id is None:
@@ -163,4 +99,3 @@ class Hub:
             subscribers.discard(subscriber)
             if not subscribers:
                 del self._by_task[subscriber.task_id]
-

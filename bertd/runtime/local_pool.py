@@ -1,4 +1,4 @@
-"""Worker processes: spawning one per task, the channel back, stopping and killing. No SQL, no HTTP.
+"""The default executor: each run in a spawned worker process on this machine. No SQL, no HTTP.
 
 Each worker gets its own one-way Pipe for reports. The server closes its copy of the write end, so
 a worker that dies (even mid-message, even by kill -9) makes recv() raise at once instead of
@@ -6,7 +6,7 @@ hanging, which a shared multiprocessing.Queue does not guarantee.
 
 Start-up (spawning Python, importing torch and transformers) takes seconds that every user would
 wait through. So the pool keeps one spare worker that has already done its imports and waits for
-a job on a second pipe; a task takes the spare and a new spare starts behind it."""
+a job on a second pipe; a run takes the spare and a new spare starts behind it."""
 
 from __future__ import annotations
 
@@ -15,37 +15,80 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
-from typing import Any
 
 from loguru import logger
 
-from bertd.job import TrainingJob
+from bertd.protocol import Exited, TrainingJob, WarningReport, WorkerMessage
 from bertd.training.worker import worker_main
 
 SPAWN = multiprocessing.get_context("spawn")
 
 
-@dataclass
-class WorkerHandle:
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "an unknown exit status"
+    if exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+@dataclass(frozen=True)
+class StopPolicy:
+    # Seconds a stopping worker gets to exit on its own, then after SIGTERM before SIGKILL.
+    grace_seconds: float = 30.0
+    kill_wait_seconds: float = 5.0
+
+
+@dataclass(eq=False)
+class LocalRun:
+    """A job running in a worker process of this machine."""
+
     task_id: str
     process: SpawnProcess
     stop_event: Event
-    # Messages from the worker, then one {"type": "exited", "exitcode": int} once it is gone.
-    messages: asyncio.Queue[dict[str, Any]]
+    policy: StopPolicy
+    # Filled by the pump thread: the worker's messages, then one Exited.
+    inbox: asyncio.Queue[WorkerMessage] = field(default_factory=asyncio.Queue)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    _escalation: asyncio.Task[None] | None = None
 
-    def request_stop(self) -> None:
+    async def messages(self) -> AsyncIterator[WorkerMessage]:
+        while True:
+            message = await self.inbox.get()
+            yield message
+            if isinstance(message, Exited):
+                return
+
+    def stop(self) -> None:
         self.stop_event.set()
+        if self._escalation is None:
+            self._escalation = asyncio.create_task(self._end_for_certain(), name=f"stop-{self.task_id[:8]}")
 
-    def terminate(self) -> None:
+    async def _end_for_certain(self) -> None:
+        """Give the worker the grace period, then SIGTERM, then SIGKILL."""
+        for action, wait in ((self._terminate, self.policy.grace_seconds),
+                             (self._kill, self.policy.kill_wait_seconds)):
+            try:
+                await asyncio.wait_for(self.exited.wait(), wait)
+                return
+            except TimeoutError:
+                logger.warning("task {} worker did not exit within {:g} s; sending {}", self.task_id, wait,
+                               action.__name__.strip("_"))
+                action()
+
+    def _terminate(self) -> None:
         if self.process.is_alive():
             self.process.terminate()
 
-    def kill(self) -> None:
+    def _kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
 
@@ -60,12 +103,12 @@ class IdleWorker:
     stop_event: Event
 
 
-def _pump(connection: Connection, handle: WorkerHandle, loop: asyncio.AbstractEventLoop) -> None:
-    """Runs in a thread: forward every message to the event loop, then the exit code."""
+def _pump(connection: Connection, run: LocalRun, loop: asyncio.AbstractEventLoop) -> None:
+    """Runs in a thread: forward every message to the event loop, then the exit."""
 
-    def deliver(message: dict[str, Any]) -> None:
+    def deliver(message: WorkerMessage) -> None:
         try:
-            loop.call_soon_threadsafe(handle.messages.put_nowait, message)
+            loop.call_soon_threadsafe(run.inbox.put_nowait, message)
         except RuntimeError:  # the loop is closed: the server is gone, nobody is listening
             pass
 
@@ -75,25 +118,29 @@ def _pump(connection: Connection, handle: WorkerHandle, loop: asyncio.AbstractEv
         except (EOFError, OSError):
             break
         except Exception as error:  # a message that does not unpickle: report it, keep reading
-            deliver({"type": "warning", "message": f"unreadable message from the worker: {error}"})
+            deliver(WarningReport(message=f"unreadable message from the worker: {error}"))
             continue
         deliver(message)
     connection.close()
-    handle.process.join()
-    deliver({"type": "exited", "exitcode": handle.process.exitcode})
+    run.process.join()
+    exitcode = run.process.exitcode
+    deliver(Exited(exitcode=exitcode, detail=describe_exit(exitcode)))
     try:
-        loop.call_soon_threadsafe(handle.exited.set)
+        loop.call_soon_threadsafe(run.exited.set)
     except RuntimeError:
         pass
 
 
-class WorkerPool:
+class LocalPool:
+    """Runs each job in its own spawned process, keeping one spare process imported and waiting."""
+
     def __init__(self, training_function: str, log_level: str, keep_spare: bool,
-                 cpus: tuple[int, ...] | None = None) -> None:
+                 cpus: tuple[int, ...] | None = None, policy: StopPolicy | None = None) -> None:
         self._training_function = training_function
         self._log_level = log_level
         self._keep_spare = keep_spare
         self._cpus = cpus
+        self._policy = policy or StopPolicy()
         self._spare: IdleWorker | None = None
 
     def _spawn(self) -> IdleWorker:
@@ -116,19 +163,19 @@ class WorkerPool:
         return IdleWorker(process, job_writer, report_reader, stop_event)
 
     def warm_up(self) -> None:
-        """Start the spare now, so the first task does not wait for imports either."""
+        """Start the spare now, so the next job does not wait for imports either."""
         if self._keep_spare and (self._spare is None or not self._spare.process.is_alive()):
             self._spare = self._spawn()
             logger.debug("spare worker pid {} started", self._spare.process.pid)
 
-    def start(self, job: TrainingJob) -> WorkerHandle:
+    def start(self, job: TrainingJob) -> LocalRun:
         """Hand the job to the spare (or a new worker) and start forwarding its messages."""
         worker = self._spare if self._spare is not None and self._spare.process.is_alive() else None
         self._spare = None
         if worker is None:
             worker = self._spawn()
         loop = asyncio.get_running_loop()
-        handle = WorkerHandle(job.task_id, worker.process, worker.stop_event, asyncio.Queue())
+        run = LocalRun(job.task_id, worker.process, worker.stop_event, self._policy)
         try:
             worker.jobs.send(job)
         except OSError:
@@ -136,12 +183,15 @@ class WorkerPool:
         finally:
             worker.jobs.close()
         logger.debug("task {} runs in worker pid {}", job.task_id, worker.process.pid)
-        threading.Thread(target=_pump, args=(worker.reports, handle, loop), name=f"pump-{job.task_id[:8]}",
+        threading.Thread(target=_pump, args=(worker.reports, run, loop), name=f"pump-{job.task_id[:8]}",
                          daemon=True).start()
         self.warm_up()
-        return handle
+        return run
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close_spare)
+
+    def _close_spare(self) -> None:
         spare, self._spare = self._spare, None
         if spare is not None:
             spare.jobs.close()  # EOF: the spare exits on its own
@@ -150,14 +200,3 @@ class WorkerPool:
                 spare.process.kill()
                 spare.process.join()
             spare.reports.close()
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "an unknown exit status"
-    if exitcode < 0:
-        try:
-            return f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"

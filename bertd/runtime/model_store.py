@@ -1,22 +1,44 @@
-"""Where a task's model files live beside its model directory, and removing all of them."""
+"""The trained models on disk: one folder per task under MODELS_DIR, the .partial sibling a run
+writes first, and the .tar.gz built for downloads. The scheduler is the only one that removes them."""
 
 from __future__ import annotations
 
 import shutil
+import tarfile
 from pathlib import Path
 
-
-def partial_dir(model_dir: Path) -> Path:
-    """The sibling a model is written into before it is renamed into place."""
-    return model_dir.with_name(model_dir.name + ".partial")
+from bertd.protocol import partial_path
 
 
-def tarball_path(model_dir: Path) -> Path:
-    """The downloadable .tar.gz, built on the first download."""
-    return model_dir.with_name(model_dir.name + ".tar.gz")
+class ModelStore:
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
 
+    def model_dir(self, task_id: str) -> Path:
+        return self.models_dir / task_id
 
-def remove_model_files(model_dir: Path) -> None:
-    shutil.rmtree(model_dir, ignore_errors=True)
-    shutil.rmtree(partial_dir(model_dir), ignore_errors=True)
-    tarball_path(model_dir).unlink(missing_ok=True)
+    def tarball_path(self, task_id: str) -> Path:
+        return self.models_dir / f"{task_id}.tar.gz"
+
+    def remove(self, task_id: str) -> None:
+        """Everything of the task's model: the folder, a half-written .partial, the tarball."""
+        model_dir = self.model_dir(task_id)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        shutil.rmtree(partial_path(model_dir), ignore_errors=True)
+        self.tarball_path(task_id).unlink(missing_ok=True)
+
+    def tarball(self, task_id: str, top_folder: str) -> Path:
+        """The model folder packed as `top_folder/...`, built once (a partial file, renamed) and kept."""
+        target = self.tarball_path(task_id)
+        if target.exists():
+            return target
+        model_dir = self.model_dir(task_id)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            with tarfile.open(partial, "w:gz", compresslevel=6) as archive:
+                for path in sorted(model_dir.rglob("*")):
+                    archive.add(path, arcname=f"{top_folder}/{path.relative_to(model_dir)}", recursive=False)
+            partial.rename(target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target

@@ -1,6 +1,7 @@
 """Serving predictions from completed tasks' models: a small LRU cache, batched inference off the loop.
 
-torch and transformers are imported on the first prediction, not at server start. Inference runs
+torch and transformers are imported in the background once the server is up, never on its start-up
+path (see `import_libraries`). Inference runs
 in a thread with few torch threads, so predictions never take the cores a training worker uses."""
 
 from __future__ import annotations
@@ -25,14 +26,23 @@ class LoadedModel:
     lock: threading.Lock
 
 
-def _load(model_dir: Path, max_length: int) -> LoadedModel:
+def import_libraries() -> None:
+    """torch and transformers' model classes: seconds of imports that the first prediction would
+    otherwise wait through. The server runs this in a background thread after it starts."""
     import torch
     import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    import transformers.models.bert.modeling_bert  # noqa: F401 - BERT is the common case
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: F401
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(PREDICT_THREADS)
+
+
+def _load(model_dir: Path, max_length: int) -> LoadedModel:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import_libraries()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
@@ -82,6 +92,9 @@ class ModelCache:
         while len(self._models) > self._size:
             self._models.popitem(last=False)
         return loaded
+
+    async def warm_up(self) -> None:
+        await asyncio.to_thread(import_libraries)
 
     def forget(self, task_id: str) -> None:
         self._models.pop(task_id, None)

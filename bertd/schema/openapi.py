@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from bertd import __version__
-from bertd.schema.requests import TASK_FIELDS, object_schema
+from bertd.protocol import Hyperparameters, Progress
+from bertd.schema.json_schema import schema_of
+from bertd.schema.requests import PredictRequest, TaskRequest
 from bertd.state.records import TaskStatus
 
 NULLABLE_NUMBER = {"type": ["number", "null"]}
@@ -61,27 +63,9 @@ COMPONENTS: dict[str, Any] = {
             "sheets": {"type": "array", "items": _ref("Sheet")},
         },
     },
-    "TaskRequest": object_schema(TASK_FIELDS),
-    "Progress": {
-        "type": "object",
-        "properties": {
-            "phase": {"type": "string", "enum": ["queued", "starting", "loading_data", "loading_model", "training",
-                                                 "evaluating", "saving", "completed", "failed", "stopped"]},
-            "current_epoch": {"type": "integer"},
-            "total_epochs": NULLABLE_INTEGER,
-            "step": {"type": "integer"},
-            "total_steps": NULLABLE_INTEGER,
-            "progress_percentage": {"type": "number"},
-            "train_loss": NULLABLE_NUMBER,
-            "train_accuracy": NULLABLE_NUMBER,
-            "val_loss": NULLABLE_NUMBER,
-            "val_accuracy": NULLABLE_NUMBER,
-            "val_macro_f1": NULLABLE_NUMBER,
-            "learning_rate": NULLABLE_NUMBER,
-            "samples_per_second": NULLABLE_NUMBER,
-            "eta_seconds": NULLABLE_NUMBER,
-        },
-    },
+    "TaskRequest": schema_of(TaskRequest),
+    "PredictRequest": schema_of(PredictRequest),
+    "Progress": schema_of(Progress, mode="serialization"),
     "Metrics": {
         "type": ["object", "null"],
         "properties": {
@@ -110,7 +94,8 @@ COMPONENTS: dict[str, Any] = {
             "base_model": {"type": "string"},
             "training_data_file": {"type": "string"},
             "validation_data_file": NULLABLE_STRING,
-            "hyperparameters": {"type": "object", "description": "Every hyperparameter, defaults filled in."},
+            "hyperparameters": {**schema_of(Hyperparameters, mode="serialization"),
+                                "description": "Every hyperparameter, defaults filled in."},
             "callback_url": NULLABLE_STRING,
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": NULLABLE_STRING,
@@ -299,11 +284,8 @@ def build_openapi() -> dict[str, Any]:
             "parameters": [TASK_ID],
             "post": {
                 "summary": "Classify texts with a completed task's model",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "additionalProperties": False, "required": ["texts"],
-                    "properties": {"texts": {"type": "array", "minItems": 1, "maxItems": 256,
-                                             "items": {"type": "string", "minLength": 1, "maxLength": 20000}},
-                                   "top_k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1}}}}}},
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("PredictRequest")}}},
                 "responses": {
                     "200": _json({"type": "object", "required": ["predictions"], "properties": {
                         "task_id": {"type": "string"},

@@ -1,8 +1,11 @@
-"""create_app(config): the aiohttp application, its resources opened and closed in cleanup contexts."""
+"""create_app(config): the aiohttp application. Each resource is opened in a cleanup context of
+its own and closed in reverse order: data folders, database, callbacks, devices, scheduler, and the
+predictor's background imports."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import swagger_ui_bundle
@@ -10,11 +13,17 @@ from aiohttp import web
 from loguru import logger
 
 from bertd.api.ws import close_all
+from bertd.runtime.announcer import Announcer
 from bertd.runtime.callbacks import CallbackPolicy, CallbackSender
 from bertd.runtime.devices import detect_devices
+from bertd.runtime.gpus import GpuAssigner
 from bertd.runtime.hub import Hub
+from bertd.runtime.jobs import JobSettings
+from bertd.runtime.local_pool import LocalPool, StopPolicy
+from bertd.runtime.model_store import ModelStore
 from bertd.runtime.predictor import ModelCache
 from bertd.runtime.scheduler import Scheduler
+from bertd.runtime.telemetry import create_metrics
 from bertd.schema.openapi import build_openapi
 from bertd.server.auth import auth_middleware, warn_if_exposed
 from bertd.server.config import Config
@@ -26,13 +35,13 @@ from bertd.server.keys import (
     HUB,
     METRICS,
     MODEL_CACHE,
+    MODEL_STORE,
     OPENAPI,
     SCHEDULER,
     STORE,
     UPLOAD_LOCK,
     WEBSOCKETS,
 )
-from bertd.server.prometheus import ServiceMetrics, create_metrics
 from bertd.server.routes import add_routes
 from bertd.state.db import open_database
 from bertd.state.store import Store
@@ -41,50 +50,74 @@ from bertd.state.store import Store
 MAX_JSON_BODY_BYTES = 1 << 20
 
 
-def prepare_data_dir(config: Config) -> None:
+async def data_folders(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    logger.info("configuration: {}", config.masked())
+    warn_if_exposed(config)
     for folder in (config.data_dir, config.uploads_dir, config.models_dir, config.effective_base_models_dir):
         folder.mkdir(parents=True, exist_ok=True)
     # Temporary upload files of a crashed server are never referenced; clear them.
     for leftover in config.uploads_dir.glob(".upload-*"):
         leftover.unlink(missing_ok=True)
+    yield
 
 
-async def _resources(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    prepare_data_dir(config)
-    logger.info("configuration: {}", config.masked())
-    warn_if_exposed(config)
-    devices = await asyncio.to_thread(detect_devices)
-    app[DEVICES] = devices
+async def database(app: web.Application) -> AsyncIterator[None]:
+    store = Store(await open_database(app[CONFIG].database_path))
+    app[STORE] = store
+    yield
+    await store.close()
+    logger.info("bertd stopped")
+
+
+async def callbacks(app: web.Application) -> AsyncIterator[None]:
+    config, store, metrics = app[CONFIG], app[STORE], app[METRICS]
+
+    async def record(task_id: str, state: dict, event: dict) -> None:
+        if not event["ok"]:
+            metrics.callback_failures.inc()
+        await store.set_callback_state(task_id, state)
+        await store.add_event(task_id, "callback", event)
+
+    sender = CallbackSender(CallbackPolicy(config.callback_timeout_seconds, config.callback_max_attempts,
+                                           config.callback_backoff_seconds, config.callback_secret,
+                                           config.callback_block_private), record=record)
+    await sender.start()
+    app[CALLBACKS] = sender
+    yield
+    await sender.close()
+
+
+async def devices(app: web.Application) -> AsyncIterator[None]:
+    found = await asyncio.to_thread(detect_devices)
+    app[DEVICES] = found
     logger.info("compute devices: {}", ", ".join(d["name"] if d["type"] == "cuda" else f"cpu ({d['cores']} cores)"
-                                                 for d in devices))
-    connection = await open_database(config.database_path)
-    store = Store(connection)
-    callbacks = CallbackSender(
-        CallbackPolicy(config.callback_timeout_seconds, config.callback_max_attempts,
-                       config.callback_backoff_seconds, config.callback_secret, config.callback_block_private),
-        record=lambda task_id, state, event: _record_callback(store, app[METRICS], task_id, state, event),
-    )
-    await callbacks.start()
-    hub = Hub(config.ws_queue_limit)
-    scheduler = Scheduler(config, store, callbacks, hub, app[METRICS])
-    app[STORE], app[CALLBACKS], app[SCHEDULER], app[HUB] = store, callbacks, scheduler, hub
-    scheduler.set_gpus([device["index"] for device in devices if device["type"] == "cuda"])
-    await scheduler.start()
-    try:
-        yield
-    finally:
-        await scheduler.close()
-        await callbacks.close()
-        await store.close()
-        logger.info("bertd stopped")
+                                                 for d in found))
+    yield
 
 
-async def _record_callback(store: Store, metrics: ServiceMetrics, task_id: str, state: dict, event: dict) -> None:
-    if not event["ok"]:
-        metrics.callback_failures.inc()
-    await store.set_callback_state(task_id, state)
-    await store.add_event(task_id, "callback", event)
+async def scheduler(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    gpus = list(config.gpu_devices or (d["index"] for d in app[DEVICES] if d["type"] == "cuda"))
+    executor = LocalPool(config.training_function, config.log_level, config.keep_spare_worker, config.worker_cpus,
+                         StopPolicy(config.stop_grace_seconds, config.kill_wait_seconds))
+    cores = len(config.worker_cpus or range(os.cpu_count() or 1))
+    jobs = JobSettings(config.uploads_dir, config.effective_base_models_dir, config.models_dir,
+                       config.progress_report_interval, max(1, cores // config.max_concurrent_tasks))
+    running = Scheduler(app[STORE], executor, Announcer(app[HUB], app[CALLBACKS], app[METRICS]), app[MODEL_STORE],
+                        slots=config.max_concurrent_tasks, max_queued=config.max_queued_tasks, jobs=jobs,
+                        gpus=GpuAssigner(gpus), progress_write_interval=config.progress_write_interval)
+    app[SCHEDULER] = running
+    await running.start()
+    yield
+    await running.close()
+
+
+async def predictor(app: web.Application) -> AsyncIterator[None]:
+    # The imports happen while nobody waits for them; a prediction that comes first waits for them.
+    warming = asyncio.create_task(app[MODEL_CACHE].warm_up(), name="predictor-imports")
+    yield
+    await asyncio.gather(warming, return_exceptions=True)
 
 
 def create_app(config: Config) -> web.Application:
@@ -93,9 +126,11 @@ def create_app(config: Config) -> web.Application:
     app[UPLOAD_LOCK] = asyncio.Lock()
     app[WEBSOCKETS] = set()
     app[METRICS] = create_metrics()
+    app[HUB] = Hub()
+    app[MODEL_STORE] = ModelStore(config.models_dir)
     app[MODEL_CACHE] = ModelCache(config.predict_cache_size)
     app[OPENAPI] = build_openapi()
-    app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.extend([data_folders, database, callbacks, devices, scheduler, predictor])
     app.on_shutdown.append(close_all)
     add_routes(app, swagger_ui_bundle.swagger_ui_path)
     return app

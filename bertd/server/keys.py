@@ -8,10 +8,11 @@ from aiohttp import web
 
 from bertd.runtime.callbacks import CallbackSender
 from bertd.runtime.hub import Hub
+from bertd.runtime.model_store import ModelStore
 from bertd.runtime.predictor import ModelCache
 from bertd.runtime.scheduler import Scheduler
+from bertd.runtime.telemetry import ServiceMetrics
 from bertd.server.config import Config
-from bertd.server.prometheus import ServiceMetrics
 from bertd.state.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -27,4 +28,5 @@ UPLOAD_LOCK = web.AppKey("upload_lock", asyncio.Lock)
 OPENAPI = web.AppKey("openapi", dict)
 METRICS = web.AppKey("metrics", ServiceMetrics)
 MODEL_CACHE = web.AppKey("model_cache", ModelCache)
+MODEL_STORE = web.AppKey("model_store", ModelStore)
 

@@ -1,48 +1,12 @@
-"""GET /metrics in the Prometheus text format (prometheus-client), one registry per app."""
+"""GET /metrics: the service's Prometheus metrics (runtime/telemetry.py) in the text format."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bertd.state.records import TaskRecord, TaskStatus
-
-
-@dataclass(frozen=True)
-class ServiceMetrics:
-    registry: CollectorRegistry
-    tasks: Gauge
-    queue_depth: Gauge
-    task_duration: Histogram
-    samples_per_second: Gauge
-    callback_failures: Counter
-    websocket_clients: Gauge
-
-
-def create_metrics() -> ServiceMetrics:
-    registry = CollectorRegistry()
-    return ServiceMetrics(
-        registry=registry,
-        tasks=Gauge("bertd_tasks", "Tasks by status", ["status"], registry=registry),
-        queue_depth=Gauge("bertd_queue_depth", "Tasks waiting to start", registry=registry),
-        task_duration=Histogram("bertd_task_duration_seconds", "Wall time from start to end of a task",
-                                ["status"], registry=registry,
-                                buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)),
-        samples_per_second=Gauge("bertd_training_samples_per_second",
-                                 "Training throughput, summed over running tasks", registry=registry),
-        callback_failures=Counter("bertd_callback_failures", "Failed callback attempts", registry=registry),
-        websocket_clients=Gauge("bertd_websocket_clients", "Open WebSocket subscriptions", registry=registry),
-    )
-
-
-def observe_task_end(metrics: ServiceMetrics, task: TaskRecord) -> None:
-    if task.started_at and task.finished_at:
-        started = datetime.fromisoformat(task.started_at.replace("Z", "+00:00"))
-        finished = datetime.fromisoformat(task.finished_at.replace("Z", "+00:00"))
-        metrics.task_duration.labels(status=str(task.status)).observe((finished - started).total_seconds())
+from bertd.runtime.telemetry import ServiceMetrics
+from bertd.state.records import TaskStatus
 
 
 def render(metrics: ServiceMetrics, counts: dict[str, int], running_speed: float, websocket_clients: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,23 @@ async def apply_migrations(connection: aiosqlite.Connection, directory: Path | N
     return len(migrations)
 
 
+RECOVERY_HINT = "restore it from a backup, or move it aside to start with an empty one"
+
+
+async def _configure_and_check(connection: aiosqlite.Connection) -> None:
+    await connection.execute("PRAGMA journal_mode = WAL")
+    # FULL, not NORMAL: in WAL mode NORMAL may roll back the last commits after a power cut,
+    # and bertd announces commits (2xx answers, callbacks, WebSocket messages) as facts.
+    # bertd writes a few rows a second at most, so an fsync per commit costs nothing that shows.
+    await connection.execute("PRAGMA synchronous = FULL")
+    await connection.execute("PRAGMA foreign_keys = ON")
+    await connection.execute("PRAGMA busy_timeout = 5000")
+    async with connection.execute("PRAGMA quick_check") as cursor:
+        check = await cursor.fetchone()
+    if check is None or check[0] != "ok":
+        raise sqlite3.DatabaseError(check[0] if check else "no answer")
+
+
 async def open_database(path: Path) -> aiosqlite.Connection:
     """Open the database in WAL mode with foreign keys, then bring its schema up to date."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,17 +95,10 @@ async def open_database(path: Path) -> aiosqlite.Connection:
     connection = await aiosqlite.connect(path, isolation_level=None)
     try:
         connection.row_factory = aiosqlite.Row
-        await connection.execute("PRAGMA journal_mode = WAL")
-        # FULL, not NORMAL: in WAL mode NORMAL may roll back the last commits after a power cut,
-        # and bertd announces commits (2xx answers, callbacks, WebSocket messages) as facts.
-        # bertd writes a few rows a second at most, so an fsync per commit costs nothing that shows.
-        await connection.execute("PRAGMA synchronous = FULL")
-        await connection.execute("PRAGMA foreign_keys = ON")
-        await connection.execute("PRAGMA busy_timeout = 5000")
-        async with connection.execute("PRAGMA quick_check") as cursor:
-            check = await cursor.fetchone()
-        if check is None or check[0] != "ok":
-            raise DatabaseError(f"database {path} failed its integrity check: {check[0] if check else 'no answer'}")
+        try:
+            await _configure_and_check(connection)
+        except sqlite3.DatabaseError as error:  # e.g. "file is not a database"
+            raise DatabaseError(f"database {path} failed its integrity check: {error}; {RECOVERY_HINT}") from error
         await apply_migrations(connection)
     except BaseException:
         await connection.close()

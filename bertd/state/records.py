@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bertd.protocol import Artifacts, Hyperparameters, Progress
+from bertd.sheets import SheetInfo
+
 
 class TaskStatus(enum.StrEnum):
     QUEUED = "queued"
@@ -17,7 +20,10 @@ class TaskStatus(enum.StrEnum):
     STOPPED = "stopped"
 
 
+# Tasks that hold on to their data files and base model: these may not be deleted under them.
 ACTIVE_STATUSES = frozenset({TaskStatus.QUEUED, TaskStatus.TRAINING, TaskStatus.STOPPING})
+# Tasks a worker runs (or ran until a crash): training, or stopping on the way out.
+RUNNING_STATUSES = frozenset({TaskStatus.TRAINING, TaskStatus.STOPPING})
 TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED})
 
 # Every status change is a guarded UPDATE ... WHERE status IN (the sources allowed here).
@@ -41,16 +47,6 @@ def sources_of(target: TaskStatus) -> tuple[TaskStatus, ...]:
 def utc_now() -> str:
     """Now as ISO 8601 in UTC with second precision, the form API.md uses."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class SheetInfo:
-    name: str
-    rows: int
-    columns: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "rows": self.rows, "columns": list(self.columns)}
 
 
 @dataclass(frozen=True)
@@ -87,20 +83,25 @@ class TaskRecord:
     base_model: str
     training_data_file: str
     validation_data_file: str | None
-    hyperparameters: dict[str, Any]
+    hyperparameters: Hyperparameters
     callback_url: str | None
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None
-    progress: dict[str, Any] | None = None
+    progress: Progress | None = None
     metrics: dict[str, Any] | None = None
-    artifacts: dict[str, Any] | None = None
+    artifacts: Artifacts | None = None
     error_message: str | None = None
     callback: dict[str, Any] | None = None
     queue_position: int | None = None
 
+    @property
+    def current_progress(self) -> Progress:
+        """The stored progress, or the initial one of a task that has not reported any."""
+        return self.progress or Progress.initial(self.hyperparameters)
+
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
+        return {
             "task_id": self.task_id,
             "status": str(self.status),
             "model_name_cn": self.model_name_cn,
@@ -108,37 +109,18 @@ class TaskRecord:
             "base_model": self.base_model,
             "training_data_file": self.training_data_file,
             "validation_data_file": self.validation_data_file,
-            "hyperparameters": self.hyperparameters,
+            "hyperparameters": self.hyperparameters.model_dump(mode="json"),
             "callback_url": self.callback_url,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "queue_position": self.queue_position,
-            "progress": self.progress or initial_progress(self.hyperparameters),
+            "progress": self.current_progress.model_dump(mode="json"),
             "metrics": self.metrics,
-            "artifacts": self.artifacts,
+            "artifacts": self.artifacts.model_dump(mode="json") if self.artifacts else None,
             "error_message": self.error_message,
             "callback": self.callback,
         }
-        return body
-
-
-def initial_progress(hyperparameters: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "phase": "queued",
-        "current_epoch": 0,
-        "total_epochs": hyperparameters.get("epochs"),
-        "step": 0,
-        "total_steps": None,
-        "progress_percentage": 0.0,
-        "train_loss": None,
-        "train_accuracy": None,
-        "val_loss": None,
-        "val_accuracy": None,
-        "val_macro_f1": None,
-        "samples_per_second": None,
-        "eta_seconds": None,
-    }
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiosqlite
+from pydantic import BaseModel
 
+from bertd.protocol import Artifacts, Hyperparameters, Progress
+from bertd.sheets import SheetInfo
 from bertd.state.records import (
+    ACTIVE_STATUSES,
     FileRecord,
-    SheetInfo,
     TaskEvent,
     TaskRecord,
     TaskStatus,
@@ -35,7 +38,16 @@ def _loads(text: str | None) -> Any:
 
 
 def _dumps(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
     return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _placeholders(values: tuple[Any, ...] | list[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+ACTIVE = tuple(str(status) for status in sorted(ACTIVE_STATUSES))
 
 
 def _task_from_row(row: aiosqlite.Row) -> TaskRecord:
@@ -48,14 +60,14 @@ def _task_from_row(row: aiosqlite.Row) -> TaskRecord:
         base_model=row["base_model"],
         training_data_file=row["training_data_file"],
         validation_data_file=row["validation_data_file"],
-        hyperparameters=json.loads(row["hyperparameters_json"]),
+        hyperparameters=Hyperparameters.model_validate_json(row["hyperparameters_json"]),
         callback_url=row["callback_url"],
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
-        progress=_loads(row["progress_json"]),
+        progress=Progress.model_validate_json(row["progress_json"]) if row["progress_json"] else None,
         metrics=_loads(row["metrics_json"]),
-        artifacts=_loads(row["artifacts_json"]),
+        artifacts=Artifacts.model_validate_json(row["artifacts_json"]) if row["artifacts_json"] else None,
         error_message=row["error_message"],
         callback=_loads(row["callback_json"]),
         queue_position=row["queue_position"],
@@ -133,9 +145,9 @@ class Store:
         Returns None when it was deleted, else the ids of the tasks that use it."""
         async with self._transaction() as connection:
             async with connection.execute(
-                "SELECT task_id FROM tasks WHERE status IN ('queued', 'training', 'stopping') "
+                f"SELECT task_id FROM tasks WHERE status IN ({_placeholders(ACTIVE)}) "
                 "AND (training_data_file = ? OR validation_data_file = ?) ORDER BY seq",
-                (filename, filename),
+                (*ACTIVE, filename, filename),
             ) as cursor:
                 users = [row["task_id"] for row in await cursor.fetchall()]
             if users:
@@ -150,9 +162,8 @@ class Store:
         it was checked, QueueFull if max_queued tasks are already waiting."""
         files = [name for name in (task.training_data_file, task.validation_data_file) if name]
         async with self._transaction() as connection:
-            marks = ", ".join("?" for _ in files)
             async with connection.execute(
-                f"SELECT COUNT(DISTINCT filename) FROM files WHERE filename IN ({marks})", tuple(files)
+                f"SELECT COUNT(DISTINCT filename) FROM files WHERE filename IN ({_placeholders(files)})", tuple(files)
             ) as cursor:
                 found = await cursor.fetchone()
             if found is None or found[0] != len(set(files)):
@@ -207,9 +218,8 @@ class Store:
         return None if row is None else _task_from_row(row)
 
     async def tasks_in(self, statuses: tuple[TaskStatus, ...]) -> list[TaskRecord]:
-        marks = ", ".join("?" for _ in statuses)
         rows = await self._fetch_all(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ({marks}) ORDER BY seq",
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ({_placeholders(statuses)}) ORDER BY seq",
             tuple(str(status) for status in statuses),
         )
         return [_task_from_row(row) for row in rows]
@@ -237,10 +247,9 @@ class Store:
             else:
                 raise ValueError(f"unknown task column {name!r}")
         sources = sources_of(target)
-        marks = ", ".join("?" for _ in sources)
         async with self._transaction() as connection:
             cursor = await connection.execute(
-                f"UPDATE tasks SET {', '.join(assignments)} WHERE task_id = ? AND status IN ({marks})",
+                f"UPDATE tasks SET {', '.join(assignments)} WHERE task_id = ? AND status IN ({_placeholders(sources)})",
                 (*values, task_id, *(str(source) for source in sources)),
             )
             if cursor.rowcount != 1:
@@ -252,7 +261,7 @@ class Store:
             await self._insert_event(connection, task_id, "status", data)
         return await self.get_task(task_id)
 
-    async def set_progress(self, task_id: str, progress: dict[str, Any]) -> None:
+    async def set_progress(self, task_id: str, progress: Progress) -> None:
         async with self._transaction() as connection:
             await connection.execute(
                 "UPDATE tasks SET progress_json = ? WHERE task_id = ?", (_dumps(progress), task_id)

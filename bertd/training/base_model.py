@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertd.job import TrainingInputError
+from bertd.protocol import TrainingInputError
 
 
 def resolve_base_model(name: str, base_models_dir: Path) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bertd.job import TrainingInputError
+from bertd.protocol import Hyperparameters, TrainingInputError
 from bertd.sheets import SheetError, read_table
 
 
@@ -96,15 +96,10 @@ def _dropped_warning(rows: LabelledRows, where: str) -> str | None:
     return f"dropped {' and '.join(parts)} from {where}" if parts else None
 
 
-def load_dataset(
-    training_path: Path,
-    validation_path: Path | None,
-    hyperparameters: dict,
-) -> Dataset:
+def load_dataset(training_path: Path, validation_path: Path | None, hp: Hyperparameters) -> Dataset:
     """Read, clean and split the data as the task's hyperparameters say."""
-    text_column = hyperparameters["text_column"]
-    label_column = hyperparameters["label_column"]
-    rows, where = _read(training_path, hyperparameters["sheet_name"], text_column, label_column)
+    text_column, label_column = hp.text_column, hp.label_column
+    rows, where = _read(training_path, hp.sheet_name, text_column, label_column)
     warnings = [w for w in [_dropped_warning(rows, where)] if w]
     if not rows.texts:
         raise TrainingInputError(f"no rows left in {where} after dropping rows with an empty text or label")
@@ -118,9 +113,7 @@ def load_dataset(
     label_ids = np.array([label_to_id[label] for label in rows.labels], dtype=np.int64)
 
     if validation_path is None:
-        train_index, validation_index = stratified_split(
-            label_ids, hyperparameters["train_val_split"], hyperparameters["random_seed"]
-        )
+        train_index, validation_index = stratified_split(label_ids, hp.train_val_split, hp.random_seed)
         if len(validation_index) == 0:
             raise TrainingInputError(
                 f"too few rows in {where} to hold out a validation set; add rows or upload a validation_data_file"
@@ -135,9 +128,7 @@ def load_dataset(
             warnings,
         )
 
-    validation_rows, validation_where = _read(
-        validation_path, hyperparameters["validation_sheet_name"], text_column, label_column
-    )
+    validation_rows, validation_where = _read(validation_path, hp.validation_sheet_name, text_column, label_column)
     warning = _dropped_warning(validation_rows, validation_where)
     if warning:
         warnings.append(warning)

@@ -4,25 +4,25 @@ weights they adapt, so the saved model is a plain one that `pipeline()` loads wi
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
-from bertd.job import TrainingInputError
+from bertd.protocol import LoraSettings, TrainingInputError
 
 # Below this, LoRA adapters barely move in a few epochs; 1e-4..1e-3 is the usual range.
 LORA_SMALL_LEARNING_RATE = 1e-4
 
 
-def wrap_with_lora(model: torch.nn.Module, settings: dict[str, Any]) -> torch.nn.Module:
+def wrap_with_lora(model: torch.nn.Module, settings: LoraSettings) -> torch.nn.Module:
     config = LoraConfig(
         # SEQ_CLS also trains the classification head in full (peft's modules_to_save).
         task_type=TaskType.SEQ_CLS,
-        r=settings["r"],
-        lora_alpha=settings["lora_alpha"],
-        lora_dropout=settings["lora_dropout"],
-        target_modules=list(settings["target_modules"]),
+        r=settings.r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        # A string (such as "all-linear") is peft's own shorthand; a tuple names layers.
+        target_modules=settings.target_modules if isinstance(settings.target_modules, str)
+        else list(settings.target_modules),
     )
     try:
         return get_peft_model(model, config)
@@ -30,8 +30,8 @@ def wrap_with_lora(model: torch.nn.Module, settings: dict[str, Any]) -> torch.nn
         linear_names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                                if isinstance(module, torch.nn.Linear)})
         raise TrainingInputError(
-            f"hyperparameters.lora.target_modules {list(settings['target_modules'])} do not match the base model's "
-            f"layers ({error}); its linear layers are named: {', '.join(linear_names)}"
+            f"hyperparameters.lora.target_modules {settings.model_dump(mode='json')['target_modules']} do not match "
+            f"the base model's layers ({error}); its linear layers are named: {', '.join(linear_names)}"
         ) from error
 
 

@@ -15,13 +15,11 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
-from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from bertd.job import TrainingInputError, TrainingJob, TrainingStopped
-from bertd.runtime.model_store import remove_model_files
+from bertd.protocol import Completed, Failed, Stopped, TrainingInputError, TrainingJob, TrainingStopped
 from bertd.training.priority import low_until_job
 
 PR_SET_PDEATHSIG = 1
@@ -122,24 +120,22 @@ def worker_main(
     log = logger.bind(task=job.task_id)
     log.debug("worker {} took the job", os.getpid())
 
-    def report(message: dict[str, Any]) -> None:
-        connection.send(message)
-
+    # Whatever the run leaves on disk when it does not complete (a .partial model folder) is the
+    # server's to remove: it owns the model store.
     try:
         if import_error is not None:
             raise import_error
-        result = train(job, report, lambda: terminated or stop_event.is_set())
-        connection.send({"type": "completed", **result})
+        verdict: Completed | Stopped | Failed = train(job, connection.send, lambda: terminated or stop_event.is_set())
     except TrainingStopped:
-        remove_model_files(Path(job.output_dir))
-        connection.send({"type": "stopped"})
+        verdict = Stopped()
     except BaseException as error:  # noqa: BLE001 - every failure must reach the server as a verdict
-        remove_model_files(Path(job.output_dir))
-        try:
-            connection.send({"type": "failed", "error": user_message(error),
-                             "traceback": "".join(traceback.format_exception(error))})
-        except (OSError, ValueError):
+        verdict = Failed(error=user_message(error), expected=isinstance(error, TrainingInputError),
+                         traceback="".join(traceback.format_exception(error)))
+    try:
+        connection.send(verdict)
+    except (OSError, ValueError):
+        if isinstance(verdict, Failed):
             # The server is gone: the log is the only place left for the traceback.
-            log.opt(exception=error).error("task {} failed", job.task_id)
+            log.error("task {} failed: {}\n{}", job.task_id, verdict.error, verdict.traceback)
     finally:
         connection.close()

@@ -1,0 +1,63 @@
+"""Telling everyone about what is already persisted: one log line per transition, the hub's live
+messages, the Prometheus metrics and the task's callback. Never writes to the database itself."""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from bertd.protocol import EpochReport, EvaluationReport, Progress
+from bertd.runtime.callbacks import CallbackSender
+from bertd.runtime.hub import Hub
+from bertd.runtime.telemetry import ServiceMetrics, observe_task_end
+from bertd.state.records import TERMINAL_STATUSES, TaskRecord
+
+
+def log_transition(task_id: str, source: str, target: str, detail: str = "") -> None:
+    """One line per transition, always the same grammar: task <id> <from> -> <to>[: detail]."""
+    logger.info("task {} {} -> {}{}", task_id, source, target, f": {detail}" if detail else "")
+
+
+class Announcer:
+    def __init__(self, hub: Hub, callbacks: CallbackSender, metrics: ServiceMetrics) -> None:
+        self._hub = hub
+        self._callbacks = callbacks
+        self._metrics = metrics
+
+    def transition(self, source: str, task: TaskRecord, detail: str = "") -> None:
+        """A persisted status change: the log, the hub (for an ended task its `end` message too),
+        and for an ended task the metrics and the callback."""
+        log_transition(task.task_id, source, task.status, detail)
+        status_message = {"type": "status", "status": str(task.status)}
+        if task.error_message:
+            status_message["error_message"] = task.error_message
+        self._hub.publish(task.task_id, status_message)
+        if task.status in TERMINAL_STATUSES:
+            observe_task_end(self._metrics, task)
+            self._hub.publish(task.task_id, {"type": "end", "task": task.to_json()})
+            if task.callback_url:
+                self._callbacks.send(task.task_id, task.callback_url,
+                                     {"event": f"task.{task.status}", "task": task.to_json()})
+
+    def live_status(self, task: TaskRecord) -> None:
+        """The hub learns an active task's status (at start-up), without a transition to log."""
+        self._hub.publish(task.task_id, {"type": "status", "status": str(task.status)})
+
+    def progress(self, task_id: str, progress: Progress) -> None:
+        self._hub.publish(task_id, {"type": "progress", **progress.model_dump(mode="json")})
+
+    def epoch(self, task: TaskRecord, report: EpochReport) -> None:
+        data = report.model_dump(mode="json", exclude={"type", "total_epochs"})
+        self._hub.publish(task.task_id, {"type": "epoch", **data, "total_epochs": report.total_epochs})
+        logger.info("task {} epoch {}/{}: val_accuracy {:.4f}, val_macro_f1 {:.4f}", task.task_id, report.epoch,
+                    report.total_epochs, report.val_accuracy, report.val_macro_f1)
+        if task.callback_url:
+            self._callbacks.send(task.task_id, task.callback_url,
+                                 {"event": "task.epoch", "task_id": task.task_id, "epoch": report.epoch,
+                                  "metrics": data})
+
+    def evaluation(self, task_id: str, report: EvaluationReport) -> None:
+        self._hub.publish(task_id, {"type": "evaluation", **report.model_dump(mode="json", exclude={"type"})})
+
+    def warning(self, task_id: str, message: str) -> None:
+        logger.warning("task {}: {}", task_id, message)
+        self._hub.publish(task_id, {"type": "warning", "message": message})

@@ -1,0 +1,131 @@
+"""Following one run: apply each of its messages to the task (store first, then the announcer),
+and decide from how it ended what the task becomes. The conclusion itself is the scheduler's."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from bertd.protocol import (
+    PROGRESS_FIELDS,
+    Artifacts,
+    Completed,
+    EpochReport,
+    EvaluationReport,
+    Exited,
+    Failed,
+    Phase,
+    Progress,
+    ProgressReport,
+    Stopped,
+    StopReason,
+    Verdict,
+    WarningReport,
+)
+from bertd.runtime.announcer import Announcer
+from bertd.runtime.executor import Run
+from bertd.state.records import TaskRecord, TaskStatus
+from bertd.state.store import Store
+
+
+@dataclass(eq=False)
+class ActiveRun:
+    """A task the executor is running, and what the server knows of it so far."""
+
+    task: TaskRecord
+    run: Run
+    progress: Progress
+    stop_reason: StopReason | None = None
+    verdict: Verdict | None = None
+    exited: Exited | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What a run's task becomes once the run is over."""
+
+    status: TaskStatus
+    progress: Progress
+    error_message: str | None = None
+    metrics: dict | None = None
+    artifacts: Artifacts | None = None
+    # A traceback worth logging: an unexpected failure inside the run.
+    traceback: str | None = None
+
+    @property
+    def keeps_model(self) -> bool:
+        return self.status == TaskStatus.COMPLETED
+
+
+def ending_of(active: ActiveRun) -> Ending:
+    progress = active.progress
+    match active.verdict:
+        case Completed(metrics=metrics, artifacts=artifacts):
+            return Ending(TaskStatus.COMPLETED, progress.updated(phase=Phase.COMPLETED, progress_percentage=100.0,
+                                                                 eta_seconds=0),
+                          metrics=metrics, artifacts=artifacts)
+        case Failed(error=error, expected=expected, traceback=traceback):
+            return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error_message=error,
+                          traceback=None if expected else traceback)
+        case Stopped() | None if active.stop_reason is not None or isinstance(active.verdict, Stopped):
+            message = ("the server shut down while it was training" if active.stop_reason == StopReason.SHUTDOWN
+                       else None)
+            return Ending(TaskStatus.STOPPED, progress.updated(phase=Phase.STOPPED), error_message=message)
+    detail = active.exited.detail if active.exited else "an unknown exit status"
+    return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error_message=(
+        f"the worker process died with {detail} during {progress.phase} (epoch {progress.current_epoch}); "
+        "if it was killed for memory, lower batch_size or max_sequence_length"))
+
+
+class ProgressWriter:
+    """Progress goes to the hub at once and to SQLite at most every `interval` seconds (phase
+    changes at once: they are rare and users wait on them)."""
+
+    def __init__(self, store: Store, interval: float) -> None:
+        self._store = store
+        self._interval = interval
+        self._last_write = 0.0
+
+    async def write(self, task_id: str, progress: Progress, urgent: bool = False) -> None:
+        if urgent or time.monotonic() - self._last_write >= self._interval:
+            self._last_write = time.monotonic()
+            await self._store.set_progress(task_id, progress)
+
+
+async def follow(active: ActiveRun, store: Store, announcer: Announcer, write_interval: float) -> None:
+    """Apply the run's messages until it has exited, keeping `active` up to date as it goes (so
+    whoever concludes the task after a cancellation knows as much as possible)."""
+    task_id = active.task_id
+    writer = ProgressWriter(store, write_interval)
+    async for message in active.run.messages():
+        match message:
+            case ProgressReport():
+                phase_changed = message.phase != active.progress.phase
+                active.progress = active.progress.updated(**message.changes())
+                announcer.progress(task_id, active.progress)
+                await writer.write(task_id, active.progress, urgent=phase_changed)
+            case EpochReport():
+                # Evaluation is over; the worker says "saving" if this was the last epoch.
+                shared = {name: value for name, value in message.model_dump().items() if name in PROGRESS_FIELDS}
+                active.progress = active.progress.updated(**shared, phase=Phase.TRAINING,
+                                                          current_epoch=message.epoch)
+                await writer.write(task_id, active.progress, urgent=True)
+                await store.add_event(task_id, "epoch", message.model_dump(mode="json", exclude={"type",
+                                                                                                  "total_epochs"}))
+                announcer.epoch(active.task, message)
+            case EvaluationReport():
+                await store.add_event(task_id, "evaluation", message.model_dump(mode="json", exclude={"type"}))
+                announcer.evaluation(task_id, message)
+            case WarningReport():
+                await store.add_event(task_id, "warning", {"message": message.message})
+                announcer.warning(task_id, message.message)
+            case Completed() | Stopped() | Failed():
+                active.verdict = message
+            case Exited():
+                active.exited = message
