@@ -65,6 +65,12 @@ class Client:
     async def stop(self, task_id: str) -> dict[str, Any]:
         return await self._call("POST", f"{TASKS}/{task_id}/stop")
 
+    async def pause(self, task_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"{TASKS}/{task_id}/pause")
+
+    async def resume(self, task_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"{TASKS}/{task_id}/resume")
+
     async def delete(self, task_id: str) -> dict[str, Any]:
         return await self._call("DELETE", f"{TASKS}/{task_id}")
 
@@ -137,8 +143,15 @@ def progress_line(task: dict[str, Any], width: int = 24) -> str:
     return "  ".join(parts)
 
 
-async def follow(client: Client, task_id: str, show: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Apply the stream to a local copy of the task, call `show` on every change; the final task."""
+def resumed_line(message: dict[str, Any]) -> str:
+    where = "the end of" if message.get("epoch_complete") else "within"
+    return f"continues from its checkpoint at {where} epoch {message['epoch']} (step {message['step']})"
+
+
+async def follow(client: Client, task_id: str, show: Callable[[dict[str, Any]], None],
+                 note: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Apply the stream to a local copy of the task, call `show` on every change and `note` with a
+    line for events worth a line of their own (a resume); the task once it ends or is paused."""
     task: dict[str, Any] = {}
     async for message in client.watch(task_id):
         kind = message["type"]
@@ -151,5 +164,9 @@ async def follow(client: Client, task_id: str, show: Callable[[dict[str, Any]], 
         elif kind == "epoch":
             task.setdefault("progress", {}).update(
                 {k: message[k] for k in ("val_accuracy", "val_macro_f1", "val_loss") if k in message})
+        elif kind == "resumed":
+            note(resumed_line(message))
         show(task)
+        if task.get("status") == "paused":  # nothing more comes until someone resumes it
+            break
     return task

@@ -107,6 +107,12 @@ COMPONENTS: dict[str, Any] = {
                 "model_path": {"type": "string", "description": "Loads with transformers.pipeline"},
                 "label_mapping_path": {"type": "string"}, "metrics_path": {"type": "string"}}},
             "error_message": NULLABLE_STRING,
+            "checkpoint": {"type": ["object", "null"], "description": "The newest checkpoint, or null before the "
+                           "first (and once an ended task's checkpoints are removed)", "properties": {
+                "epoch": {"type": "integer"}, "step": {"type": "integer"}, "size_bytes": {"type": "integer"},
+                "at": {"type": "string", "format": "date-time"}}},
+            "interruptions": {"type": "integer", "description": "How often a restart of the server interrupted "
+                              "the task (it continued from its checkpoint each time; at most MAX_RESUMES)"},
             "callback": {"type": ["object", "null"], "properties": {
                 "status": {"type": "string", "enum": ["retrying", "delivered", "failed"]},
                 "attempts": {"type": "integer"}, "last_error": NULLABLE_STRING, "event": {"type": "string"}}},
@@ -116,7 +122,8 @@ COMPONENTS: dict[str, Any] = {
         "type": "object",
         "required": ["id", "at", "type", "data"],
         "properties": {"id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
-                       "type": {"type": "string", "enum": ["status", "epoch", "evaluation", "warning", "callback"]},
+                       "type": {"type": "string", "enum": ["status", "epoch", "evaluation", "warning", "resumed",
+                                                            "callback"]},
                        "data": {"type": "object"}},
     },
 }
@@ -149,6 +156,10 @@ WS_MESSAGE_SCHEMAS: dict[str, Any] = {
         "error_message": {"type": "string"}}, ["task_id", "seq", "status"]),
     "WsWarning": _message("warning", "Something the user should know (e.g. rows dropped).",
                           {"message": {"type": "string"}}, ["task_id", "seq", "message"]),
+    "WsResumed": _message("resumed", "The run continues from a checkpoint (after a restart or a resume): the "
+                          "epoch and step it was taken at; `interruptions` counts restarts so far.", {
+        "epoch": {"type": "integer"}, "step": {"type": "integer"}, "epoch_complete": {"type": "boolean"},
+        "interruptions": {"type": "integer"}}, ["task_id", "seq", "epoch", "step"]),
     "WsEnd": _message("end", "The task ended; its full record. The per-task stream then closes with 1000.",
                       {"task": _ref("Task")}, ["task_id", "seq", "task"]),
 }
@@ -276,9 +287,26 @@ def build_openapi() -> dict[str, Any]:
         },
         "/api/v1/training/tasks/{task_id}/stop": {
             "parameters": [TASK_ID],
-            "post": {"summary": "Stop a queued or training task", "responses": {
-                "202": _json(_with_message("Task"), "stopped (was queued) or stopping (worker is exiting)"),
+            "post": {"summary": "Stop a queued, training or paused task", "responses": {
+                "202": _json(_with_message("Task"), "stopped (was queued or paused) or stopping (worker is exiting)"),
                 "404": not_found, "409": _error("The task already ended")}},
+        },
+        "/api/v1/training/tasks/{task_id}/pause": {
+            "parameters": [TASK_ID],
+            "post": {"summary": "Pause a task: it writes a checkpoint at its next step and frees its slot",
+                     "description": "A queued task is paused at once. A training one stays `training` (progress "
+                                    "phase `pausing`) until its checkpoint is written, then becomes `paused`. A paused "
+                                    "task survives restarts; resume, stop and delete work on it.",
+                     "responses": {
+                         "202": _json(_with_message("Task"), "paused (was queued) or pausing"),
+                         "404": not_found,
+                         "409": _error("The task is not queued or training, or already pausing or stopping")}},
+        },
+        "/api/v1/training/tasks/{task_id}/resume": {
+            "parameters": [TASK_ID],
+            "post": {"summary": "Queue a paused task again; it continues from its checkpoint", "responses": {
+                "202": _json(_with_message("Task"), "queued again, in its original place"),
+                "404": not_found, "409": _error("The task is not paused")}},
         },
         "/api/v1/training/tasks/{task_id}/predict": {
             "parameters": [TASK_ID],

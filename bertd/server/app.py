@@ -22,6 +22,7 @@ from bertd.runtime.jobs import JobSettings
 from bertd.runtime.local_pool import LocalPool, StopPolicy
 from bertd.runtime.model_store import ModelStore
 from bertd.runtime.predictor import ModelCache
+from bertd.runtime.resume_policy import ResumePolicy
 from bertd.runtime.scheduler import Scheduler
 from bertd.runtime.telemetry import create_metrics
 from bertd.schema.openapi import build_openapi
@@ -103,10 +104,13 @@ async def scheduler(app: web.Application) -> AsyncIterator[None]:
                          StopPolicy(config.stop_grace_seconds, config.kill_wait_seconds))
     cores = len(config.worker_cpus or range(os.cpu_count() or 1))
     jobs = JobSettings(config.uploads_dir, config.effective_base_models_dir, config.models_dir,
-                       config.progress_report_interval, max(1, cores // config.max_concurrent_tasks))
+                       config.checkpoints_dir, config.progress_report_interval,
+                       max(1, cores // config.max_concurrent_tasks))
     running = Scheduler(app[STORE], executor, Announcer(app[HUB], app[CALLBACKS], app[METRICS]), app[MODEL_STORE],
                         slots=config.max_concurrent_tasks, max_queued=config.max_queued_tasks, jobs=jobs,
-                        gpus=GpuAssigner(gpus), progress_write_interval=config.progress_write_interval)
+                        gpus=GpuAssigner(gpus), progress_write_interval=config.progress_write_interval,
+                        resume=ResumePolicy(config.resume_interrupted_tasks, config.max_resumes,
+                                            config.keep_checkpoints))
     app[SCHEDULER] = running
     await running.start()
     yield
@@ -127,7 +131,7 @@ def create_app(config: Config) -> web.Application:
     app[WEBSOCKETS] = set()
     app[METRICS] = create_metrics()
     app[HUB] = Hub()
-    app[MODEL_STORE] = ModelStore(config.models_dir)
+    app[MODEL_STORE] = ModelStore(config.models_dir, config.checkpoints_dir)
     app[MODEL_CACHE] = ModelCache(config.predict_cache_size)
     app[OPENAPI] = build_openapi()
     app.cleanup_ctx.extend([data_folders, database, callbacks, devices, scheduler, predictor])

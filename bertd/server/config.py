@@ -53,6 +53,13 @@ class Config:
     gpu_devices: tuple[int, ...] | None = None
     # Trained models kept loaded for predictions.
     predict_cache_size: int = 2
+    # After a restart (clean or a crash), tasks that were training continue from their last
+    # checkpoint; false: they end `stopped` (clean shutdown) or `failed` (crash), as before.
+    resume_interrupted_tasks: bool = True
+    # How often restarts may interrupt one task before it fails instead of continuing again.
+    max_resumes: int = 3
+    # Keep a task's checkpoints once it has ended (they are removed by default).
+    keep_checkpoints: bool = False
     # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
     training_function: str = "bertd.training.loop:run_training"
 
@@ -63,6 +70,10 @@ class Config:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
 
     @property
     def effective_base_models_dir(self) -> Path:
@@ -85,14 +96,22 @@ class Config:
 
 
 # Environment variable -> (field name, parser). Names follow ../shared/API.md.
-def _parse_positive_int(name: str, raw: str) -> int:
+def _parse_int(name: str, raw: str, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _parse_positive_int(name: str, raw: str) -> int:
+    return _parse_int(name, raw, 1)
+
+
+def _parse_non_negative_int(name: str, raw: str) -> int:
+    return _parse_int(name, raw, 0)
 
 
 def _parse_port(name: str, raw: str) -> int:
@@ -190,6 +209,9 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "CALLBACK_TIMEOUT_SECONDS": ("callback_timeout_seconds", _parse_non_negative_float),
     "CALLBACK_MAX_ATTEMPTS": ("callback_max_attempts", _parse_positive_int),
     "CALLBACK_BACKOFF_SECONDS": ("callback_backoff_seconds", _parse_non_negative_float),
+    "RESUME_INTERRUPTED_TASKS": ("resume_interrupted_tasks", _parse_bool),
+    "MAX_RESUMES": ("max_resumes", _parse_non_negative_int),
+    "KEEP_CHECKPOINTS": ("keep_checkpoints", _parse_bool),
 }
 
 

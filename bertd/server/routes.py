@@ -34,6 +34,8 @@ def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_get("/api/v1/training/tasks/{task_id}", tasks.get_task)
     app.router.add_delete("/api/v1/training/tasks/{task_id}", tasks.delete_task)
     app.router.add_post("/api/v1/training/tasks/{task_id}/stop", tasks.stop_task)
+    app.router.add_post("/api/v1/training/tasks/{task_id}/pause", tasks.pause_task)
+    app.router.add_post("/api/v1/training/tasks/{task_id}/resume", tasks.resume_task)
     app.router.add_get("/api/v1/training/tasks/{task_id}/events", tasks.list_events)
     app.router.add_post("/api/v1/training/tasks/{task_id}/predict", trained_model.predict)
     app.router.add_get("/api/v1/training/tasks/{task_id}/download", trained_model.download)

@@ -23,12 +23,17 @@ from bertd.state.records import (
     utc_now,
 )
 
+# The dispatch order of queued tasks: priority (higher first), then seq. queue_position counts
+# the queued tasks at or before this one in that order.
+DISPATCH_ORDER = "priority DESC, seq"
 TASK_COLUMNS = """
     seq, task_id, status, model_name_cn, model_name_en, base_model, training_data_file,
     validation_data_file, hyperparameters_json, callback_url, created_at, started_at, finished_at,
-    progress_json, metrics_json, artifacts_json, error_message, callback_json,
+    progress_json, metrics_json, artifacts_json, error_message, callback_json, priority, interruptions,
+    checkpoint_json,
     CASE WHEN status = 'queued'
-         THEN (SELECT COUNT(*) FROM tasks AS earlier WHERE earlier.status = 'queued' AND earlier.seq <= tasks.seq)
+         THEN (SELECT COUNT(*) FROM tasks AS earlier WHERE earlier.status = 'queued'
+               AND (earlier.priority > tasks.priority OR (earlier.priority = tasks.priority AND earlier.seq <= tasks.seq)))
     END AS queue_position
 """
 
@@ -71,6 +76,9 @@ def _task_from_row(row: aiosqlite.Row) -> TaskRecord:
         error_message=row["error_message"],
         callback=_loads(row["callback_json"]),
         queue_position=row["queue_position"],
+        priority=row["priority"],
+        interruptions=row["interruptions"],
+        checkpoint=_loads(row["checkpoint_json"]),
     )
 
 
@@ -213,8 +221,8 @@ class Store:
         counts.update({row["status"]: row["n"] for row in rows})
         return counts
 
-    async def oldest_queued(self) -> TaskRecord | None:
-        row = await self._fetch_one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'queued' ORDER BY seq LIMIT 1")
+    async def next_queued(self) -> TaskRecord | None:
+        row = await self._fetch_one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'queued' ORDER BY {DISPATCH_ORDER} LIMIT 1")
         return None if row is None else _task_from_row(row)
 
     async def tasks_in(self, statuses: tuple[TaskStatus, ...]) -> list[TaskRecord]:
@@ -238,10 +246,10 @@ class Store:
         assignments = ["status = ?"]
         values: list[Any] = [str(target)]
         for name, value in fields.items():
-            if name in ("progress", "metrics", "artifacts", "callback"):
+            if name in ("progress", "metrics", "artifacts", "callback", "checkpoint"):
                 assignments.append(f"{name}_json = ?")
                 values.append(_dumps(value))
-            elif name in ("error_message", "started_at", "finished_at"):
+            elif name in ("error_message", "started_at", "finished_at", "priority", "interruptions"):
                 assignments.append(f"{name} = ?")
                 values.append(value)
             else:
@@ -265,6 +273,12 @@ class Store:
         async with self._transaction() as connection:
             await connection.execute(
                 "UPDATE tasks SET progress_json = ? WHERE task_id = ?", (_dumps(progress), task_id)
+            )
+
+    async def set_checkpoint(self, task_id: str, checkpoint: dict[str, Any] | None) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                "UPDATE tasks SET checkpoint_json = ? WHERE task_id = ?", (_dumps(checkpoint), task_id)
             )
 
     async def set_callback_state(self, task_id: str, callback: dict[str, Any]) -> None:
@@ -296,6 +310,14 @@ class Store:
             exists = await (await connection.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,))).fetchone()
             if exists:
                 await self._insert_event(connection, task_id, event_type, data)
+
+    async def last_reported_step(self, task_id: str) -> int:
+        """The step of the task's latest epoch or evaluation event (0 if none): a run that continues
+        from a checkpoint may report those again, and they are recorded once."""
+        row = await self._fetch_one(
+            "SELECT MAX(json_extract(data_json, '$.step')) FROM task_events WHERE task_id = ? "
+            "AND type IN ('epoch', 'evaluation')", (task_id,))
+        return int(row[0]) if row and row[0] is not None else 0
 
     async def list_events(self, task_id: str, after: int, limit: int) -> list[TaskEvent]:
         rows = await self._fetch_all(

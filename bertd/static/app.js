@@ -6,7 +6,7 @@
 const API = "/api/v1";
 const TOKEN_KEY = "bertd.apiToken";
 const TERMINAL = new Set(["completed", "failed", "stopped"]);
-const ACTIVE = new Set(["queued", "training", "stopping"]);
+const ACTIVE = new Set(["queued", "training", "stopping", "paused"]);
 // These hyperparameters depend on the chosen file, so the Data section edits them with dropdowns
 // instead of the generic fields built from the schema.
 const DATA_HYPERPARAMETERS = new Set(["text_column", "label_column", "sheet_name", "validation_sheet_name"]);
@@ -932,7 +932,7 @@ function onTaskMessage(taskId, message) {
     addHistoryToChart(state.tasks.get(taskId));
     loadEvents(taskId);
     renderTask(state.tasks.get(taskId));
-  } else if (message.type === "warning" || message.type === "status") {
+  } else if (message.type === "warning" || message.type === "status" || message.type === "resumed") {
     loadEventsSoon(taskId);
   }
   scheduleChartDraw();
@@ -969,6 +969,8 @@ function progressFacts(task, p) {
   if (isNumber(p.val_accuracy)) facts.push(["val accuracy", fmtPercent(p.val_accuracy)]);
   if (isNumber(p.samples_per_second)) facts.push(["samples/s", fmtNumber(p.samples_per_second, 3)]);
   if (ACTIVE.has(task.status) && isNumber(p.eta_seconds)) facts.push(["ETA", fmtDuration(p.eta_seconds)]);
+  if (task.checkpoint) facts.push(["checkpoint", `epoch ${task.checkpoint.epoch}, step ${task.checkpoint.step}`]);
+  if (task.interruptions) facts.push(["restarts survived", task.interruptions]);
   if (task.started_at) facts.push(["started", fmtTime(task.started_at)]);
   if (task.finished_at) facts.push(["finished", fmtTime(task.finished_at)]);
   return facts;
@@ -984,7 +986,12 @@ function renderActions(task) {
     $("task-action-status").textContent = "";
     state.actionStatusFor = null;
   }
-  $("stop-button").disabled = !(task.status === "queued" || task.status === "training");
+  $("stop-button").disabled = !["queued", "training", "paused"].includes(task.status);
+  // Pause while queued or training (not once a pause or stop is under way); resume while paused.
+  const pausing = (task.progress || {}).phase === "pausing";
+  $("pause-button").hidden = task.status === "paused";
+  $("pause-button").disabled = !(task.status === "queued" || task.status === "training") || pausing;
+  $("resume-button").hidden = task.status !== "paused";
   const link = $("download-link");
   const downloadable = task.status === "completed";
   link.hidden = !downloadable;
@@ -1094,6 +1101,10 @@ function describeEvent(event) {
       `macro-F1 ${fmtPercent(d.val_macro_f1)}, val loss ${fmtNumber(d.val_loss)}`;
   }
   if (event.type === "warning") return d.message ?? "";
+  if (event.type === "resumed") {
+    return `continues from its checkpoint at ${d.epoch_complete ? "the end of" : "within"} epoch ${d.epoch} ` +
+      `(step ${d.step})${d.interruptions ? ` after ${d.interruptions} restart(s)` : ""}`;
+  }
   return JSON.stringify(d);
 }
 
@@ -1106,6 +1117,26 @@ async function onStop() {
     mergeRestTask(task);
     renderTask(task);
     return task.message || "Stop requested.";
+  });
+}
+
+async function onPause() {
+  const taskId = state.viewTaskId;
+  await runAction(async () => {
+    const task = await api("POST", taskPath(taskId, "/pause"));
+    mergeRestTask(task);
+    renderTask(task);
+    return task.message || "Pause requested.";
+  });
+}
+
+async function onResume() {
+  const taskId = state.viewTaskId;
+  await runAction(async () => {
+    const task = await api("POST", taskPath(taskId, "/resume"));
+    mergeRestTask(task);
+    renderTask(task);
+    return task.message || "Queued again.";
   });
 }
 
@@ -1398,6 +1429,8 @@ function bindEvents() {
     $(id).addEventListener("input", (event) => { event.target.dataset.touched = "true"; });
   }
   $("stop-button").addEventListener("click", onStop);
+  $("pause-button").addEventListener("click", onPause);
+  $("resume-button").addEventListener("click", onResume);
   $("delete-button").addEventListener("click", onDelete);
   $("predict-form").addEventListener("submit", onPredict);
   window.addEventListener("hashchange", route);
