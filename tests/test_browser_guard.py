@@ -107,7 +107,7 @@ async def test_writes_from_another_origin_are_refused_and_change_nothing(make_cl
     attacks = [
         {"Origin": EVIL},
         {"Origin": "null"},  # sandboxed frames and file:// pages
-        {"Origin": f"http://127.0.0.2:{port}"},  # same host name, other address
+        {"Origin": f"http://127.0.0.2:{port}"},  # another loopback address, same port
         {"Origin": f"http://127.0.0.1:{port + 1}"},  # same address, other port
         {"Origin": EVIL, "Sec-Fetch-Site": "cross-site"},
         {"Sec-Fetch-Site": "cross-site"},  # a browser that left Origin out
@@ -273,6 +273,23 @@ def test_the_ticket_book_forgets_expired_tickets_and_caps_the_outstanding() -> N
     now[0] = 61
     book.issue("/api/v1/ws")
     assert len(book) == 1 and not book.redeem(first.value, "/api/v1/ws")
+
+
+async def test_the_openapi_document_lists_tickets_and_the_403s(make_client) -> None:
+    client = await make_client()
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    tickets = document["paths"]["/api/v1/tickets"]["post"]
+    assert set(tickets["responses"]) == {"201", "400", "401", "403", "415"}
+    assert tickets["requestBody"]["required"] is False
+    operations = [(path, method, operation) for path, item in document["paths"].items()
+                  for method, operation in item.items() if method != "parameters"]
+    for path, method, operation in operations:
+        refused = operation["responses"]["403"]["description"]
+        assert "host_not_allowed" in refused and "ALLOWED_HOSTS" in refused, (path, method)
+        writes_or_socket = method != "get" or path.endswith("/ws")
+        assert ("cross_origin_refused" in refused) == writes_or_socket, (path, method)
+    for path in ("/api/v1/ws", "/api/v1/training/tasks/{task_id}/ws", "/api/v1/training/tasks/{task_id}/download"):
+        assert {"name": "token", "in": "query"}.items() <= document["paths"][path]["parameters"][-1].items()
 
 
 # ---------------------------------------------------------------- settings

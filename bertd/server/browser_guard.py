@@ -43,7 +43,7 @@ async def browser_policy(app: web.Application) -> AsyncIterator[None]:
 
 def _refuse_host(host_header: str) -> web.Response:
     host = split_host_header(host_header)
-    name = host[0] if host else host_header
+    name = host[0] if host else host_header[:200]
     return error_response(
         403, "host_not_allowed",
         f"refused a request for host {name!r}: it is not an IP address, localhost or this machine's name, "
