@@ -95,10 +95,9 @@ class Client:
     async def watch(self, task_id: str) -> AsyncIterator[dict[str, Any]]:
         """The task's WebSocket messages, snapshot to end."""
         assert self.session is not None
-        params = {"token": self.token} if self.token else {}
+        # The handshake carries the session's Authorization header: the token never goes into the URL.
         try:
-            async with self.session.ws_connect(f"{TASKS.lstrip('/')}/{task_id}/ws", params=params,
-                                               heartbeat=30) as socket:
+            async with self.session.ws_connect(f"{TASKS.lstrip('/')}/{task_id}/ws", heartbeat=30) as socket:
                 async for message in socket:
                     if message.type != aiohttp.WSMsgType.TEXT:
                         break

@@ -7,7 +7,7 @@ from typing import Any
 from bertd import __version__
 from bertd.protocol import Hyperparameters, Progress
 from bertd.schema.json_schema import schema_of
-from bertd.schema.requests import PredictRequest, TaskRequest
+from bertd.schema.requests import PredictRequest, TaskRequest, TicketRequest
 from bertd.state.records import TaskStatus
 
 NULLABLE_NUMBER = {"type": ["number", "null"]}
@@ -65,6 +65,18 @@ COMPONENTS: dict[str, Any] = {
     },
     "TaskRequest": schema_of(TaskRequest),
     "PredictRequest": schema_of(PredictRequest),
+    "TicketRequest": schema_of(TicketRequest),
+    "Ticket": {
+        "type": "object",
+        "required": ["ticket", "path", "expires_at", "expires_in_seconds", "single_use"],
+        "properties": {
+            "ticket": {"type": "string", "description": "Pass as ?token= on the WebSocket or download URL."},
+            "path": {**NULLABLE_STRING, "description": "The one path it opens; null: any WebSocket or download."},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "expires_in_seconds": {"type": "number"},
+            "single_use": {"type": "boolean", "const": True},
+        },
+    },
     "Progress": schema_of(Progress, mode="serialization"),
     "Metrics": {
         "type": ["object", "null"],
@@ -187,7 +199,16 @@ The same messages for every task, each with its `task_id`, after a first
 `{"type": "snapshot", "tasks": [...]}` of the active tasks (each with its own `seq`: ignore a live
 message whose `seq` is not above it). The stream stays open; `end` does not close it."""
 
+REFUSED_HOST = ("host_not_allowed: the Host header is not an IP address, localhost, this machine's name or in "
+                "ALLOWED_HOSTS (DNS rebinding guard)")
+REFUSED_BY_GUARD = (f"{REFUSED_HOST}; or cross_origin_refused: a web page from another origin than bertd's own "
+                    "and not in ALLOWED_ORIGINS (judged by Origin and Sec-Fetch-Site; clients that send "
+                    "neither are not affected)")
+
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
+TICKET = {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+          "description": "A ticket from POST /api/v1/tickets, for browsers that cannot send the Authorization "
+                         "header here (only with API_TOKEN set); never the API token itself."}
 FILENAME = {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"},
             "description": "URL-encoded; Unicode names are kept as uploaded."}
 
@@ -216,6 +237,17 @@ def build_openapi() -> dict[str, Any]:
         "/api/v1/docs": {"get": {"summary": "Interactive API docs (HTML)", "security": [],
                                  "responses": {"200": {"description": "Swagger UI",
                                                        "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/api/v1/tickets": {"post": {
+            "summary": "A single-use ticket for a WebSocket or download URL, which cannot send the "
+                       "Authorization header",
+            "description": "With API_TOKEN set, WebSockets and download links pass `?token=<ticket>`, never the "
+                           "API token itself (URLs end up in proxy logs and browser history). A ticket works "
+                           "once, within a minute, for `path` when one is given. An empty body asks for a "
+                           "ticket good for any WebSocket or download.",
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("TicketRequest")}}},
+            "responses": {"201": _json(_ref("Ticket"), "Issued"),
+                          "400": bad_request,
+                          "415": _error("A body that is not application/json")}}},
         "/api/v1/files": {
             "post": {
                 "summary": "Upload an .xlsx or .csv file of texts and labels",
@@ -330,7 +362,7 @@ def build_openapi() -> dict[str, Any]:
             },
         },
         "/api/v1/training/tasks/{task_id}/download": {
-            "parameters": [TASK_ID],
+            "parameters": [TASK_ID, TICKET],
             "get": {"summary": "The model directory as a .tar.gz (Hugging Face format, labels.json, metrics.json)",
                     "responses": {"200": {"description": "The tarball", "content": {
                         "application/gzip": {"schema": {"type": "string", "format": "binary"}}}},
@@ -357,18 +389,23 @@ def build_openapi() -> dict[str, Any]:
     ws_messages = {"oneOf": [_ref(name) for name in WS_MESSAGE_SCHEMAS]}
     upgrade = {"101": {"description": "Switching Protocols; then JSON text messages, see the description",
                        "content": {"application/json": {"schema": ws_messages}}}}
-    paths["/api/v1/training/tasks/{task_id}/ws"] = {"parameters": [TASK_ID], "get": {
+    paths["/api/v1/training/tasks/{task_id}/ws"] = {"parameters": [TASK_ID, TICKET], "get": {
         "summary": "Live messages of one task (WebSocket)",
         "description": WS_TASK_DESCRIPTION,
         "responses": {**upgrade, "404": not_found}}}
-    paths["/api/v1/ws"] = {"get": {
+    paths["/api/v1/ws"] = {"parameters": [TICKET], "get": {
         "summary": "Live messages of every task (WebSocket, for dashboards)",
         "description": WS_ALL_DESCRIPTION,
         "responses": upgrade}}
-    for item in paths.values():
+    websockets = {"/api/v1/ws", "/api/v1/training/tasks/{task_id}/ws"}
+    for path, item in paths.items():
         for method, operation in item.items():
-            if method != "parameters" and operation.get("security") != []:
+            if method == "parameters":
+                continue
+            if operation.get("security") != []:
                 operation["responses"]["401"] = _error("Missing or wrong API token (only when API_TOKEN is set)")
+            checks_origin = method != "get" or path in websockets
+            operation["responses"]["403"] = _error(REFUSED_BY_GUARD if checks_origin else REFUSED_HOST)
     return {
         "openapi": "3.1.0",
         "info": {"title": "bertd", "version": __version__,
@@ -378,7 +415,8 @@ def build_openapi() -> dict[str, Any]:
         "components": {
             "schemas": {**COMPONENTS, **WS_MESSAGE_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "Needed when API_TOKEN is set; WebSockets may pass ?token="}},
+                                           "description": "Needed when API_TOKEN is set; WebSockets and download "
+                                                          "links pass ?token=<ticket> from POST /api/v1/tickets"}},
         },
         "security": [{"bearer": []}],
     }

@@ -1,6 +1,6 @@
 """create_app(config): the aiohttp application. Each resource is opened in a cleanup context of
-its own and closed in reverse order: data folders, database, callbacks, devices, scheduler, and the
-predictor's background imports."""
+its own and closed in reverse order: the browser guard's policy, data folders, database, callbacks,
+devices, scheduler, and the predictor's background imports."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from bertd.runtime.scheduler import Scheduler
 from bertd.runtime.telemetry import create_metrics
 from bertd.schema.openapi import build_openapi
 from bertd.server.auth import auth_middleware, warn_if_exposed
+from bertd.server.browser_guard import browser_guard, browser_policy
 from bertd.server.config import Config
 from bertd.server.errors import error_middleware
 from bertd.server.keys import (
@@ -40,10 +41,12 @@ from bertd.server.keys import (
     OPENAPI,
     SCHEDULER,
     STORE,
+    TICKETS,
     UPLOAD_LOCK,
     WEBSOCKETS,
 )
 from bertd.server.routes import add_routes
+from bertd.server.tickets import TicketBook
 from bertd.state.db import open_database
 from bertd.state.store import Store
 
@@ -125,7 +128,10 @@ async def predictor(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_JSON_BODY_BYTES)
+    # The browser guard comes first: a refused Host or origin gets no further (not even a 401), and
+    # it sees every answer, errors included, to add the CORS headers of an allowed origin.
+    app = web.Application(middlewares=[browser_guard, error_middleware, auth_middleware],
+                          client_max_size=MAX_JSON_BODY_BYTES)
     app[CONFIG] = config
     app[UPLOAD_LOCK] = asyncio.Lock()
     app[WEBSOCKETS] = set()
@@ -134,7 +140,8 @@ def create_app(config: Config) -> web.Application:
     app[MODEL_STORE] = ModelStore(config.models_dir, config.checkpoints_dir)
     app[MODEL_CACHE] = ModelCache(config.predict_cache_size)
     app[OPENAPI] = build_openapi()
-    app.cleanup_ctx.extend([data_folders, database, callbacks, devices, scheduler, predictor])
+    app[TICKETS] = TicketBook()
+    app.cleanup_ctx.extend([browser_policy, data_folders, database, callbacks, devices, scheduler, predictor])
     app.on_shutdown.append(close_all)
     add_routes(app, swagger_ui_bundle.swagger_ui_path)
     return app

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bertd.server.origins import normalize_host_pattern, normalize_origin
+
 
 class ConfigError(ValueError):
     """An environment variable or flag holds a value bertd cannot use."""
@@ -60,6 +62,13 @@ class Config:
     max_resumes: int = 3
     # Keep a task's checkpoints once it has ended (they are removed by default).
     keep_checkpoints: bool = False
+    # Host names (besides IP literals, localhost and this machine's names) that requests may carry
+    # in their Host header, as Django's ALLOWED_HOSTS: "*" any, ".example.com" a domain and its
+    # subdomains. Answers DNS rebinding; see the README's Security section.
+    allowed_hosts: tuple[str, ...] = ()
+    # Web origins (scheme://host[:port]) other than bertd's own whose pages may change state, open
+    # WebSockets and read answers (CORS). Answers cross-site requests.
+    allowed_origins: tuple[str, ...] = ()
     # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
     training_function: str = "bertd.training.loop:run_training"
 
@@ -171,6 +180,32 @@ def _parse_cpu_list(name: str, raw: str) -> tuple[int, ...]:
     return tuple(sorted(set(cpus)))
 
 
+def _parse_allowed_hosts(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated host names: 'api,localhost', '.example.com' (and subdomains), '*' (any)."""
+    hosts = []
+    for entry in (part for part in raw.split(",") if part.strip()):
+        try:
+            hosts.append(normalize_host_pattern(entry))
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error}; e.g. {name}=bertd.example.com,.internal.example") from None
+    return tuple(dict.fromkeys(hosts))
+
+
+def _parse_allowed_origins(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated origins, each scheme://host[:port] exactly as browsers send it."""
+    origins = []
+    for entry in (part.strip() for part in raw.split(",") if part.strip()):
+        if entry == "*":
+            raise ConfigError(f"{name} lists origins one by one, like https://tools.example.com; '*' would let "
+                              "every web page a user opens drive bertd")
+        origin = normalize_origin(entry)
+        if origin is None:
+            raise ConfigError(f"{name}: {entry!r} is not a web origin; write scheme://host[:port] with no path, "
+                              f"e.g. {name}=https://tools.example.com,http://127.0.0.1:3000")
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
+
+
 def _keep(_name: str, raw: str) -> str:
     return raw
 
@@ -212,6 +247,8 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "RESUME_INTERRUPTED_TASKS": ("resume_interrupted_tasks", _parse_bool),
     "MAX_RESUMES": ("max_resumes", _parse_non_negative_int),
     "KEEP_CHECKPOINTS": ("keep_checkpoints", _parse_bool),
+    "ALLOWED_HOSTS": ("allowed_hosts", _parse_allowed_hosts),
+    "ALLOWED_ORIGINS": ("allowed_origins", _parse_allowed_origins),
 }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bertd.api import files, service, tasks, trained_model, ws
+from bertd.api import files, service, tasks, tickets, trained_model, ws
 
 DASHBOARD_DIR = Path(__file__).parent.parent / "static"
 
@@ -23,6 +23,7 @@ def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_get("/api/v1/openapi.json", service.openapi)
     app.router.add_get("/api/v1/docs", service.docs)
     app.router.add_static("/api/v1/docs/assets", swagger_ui_dir)
+    app.router.add_post("/api/v1/tickets", tickets.issue_ticket)
 
     app.router.add_post("/api/v1/files", files.upload_file)
     app.router.add_get("/api/v1/files", files.list_files)

@@ -24,7 +24,9 @@ const state = {
   viewTaskId: null,       // the task whose page is open, or null for the new-task view
   globalSocket: null,
   globalRetryMs: 1000,
+  globalAttempt: 0,       // bumped by every connect, so one still waiting for its ticket gives way
   taskSocket: null,
+  taskAttempt: 0,
   chart: emptyChart(null),
 };
 
@@ -127,12 +129,16 @@ function authHeaders() {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-// Browsers cannot set headers on a WebSocket, so the token travels as ?token= there.
-function wsUrl(path) {
+// Browsers cannot set headers on a WebSocket or a download link. With a token, such a URL carries
+// ?token= with a single-use ticket for that one path from POST /tickets, never the token itself
+// (URLs end up in proxy logs and browser history); a ticket lasts a minute, so ask just before use.
+async function ticketUrl(path, { websocket = false } = {}) {
   const url = new URL(API + path, location.href);
-  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  const token = getToken();
-  if (token) url.searchParams.set("token", token);
+  if (websocket) url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  if (getToken()) {
+    const { ticket } = await api("POST", "/tickets", { path: url.pathname });
+    url.searchParams.set("token", ticket);
+  }
   return url.toString();
 }
 
@@ -334,12 +340,25 @@ function applyLiveMessage(message) {
 
 const reloadTasksSoon = debounce(() => loadTasks(), 300);
 
-function connectGlobalSocket() {
+async function connectGlobalSocket() {
   if (state.globalSocket) {
     state.globalSocket.onclose = null;
     state.globalSocket.close();
+    state.globalSocket = null;
   }
-  const socket = new WebSocket(wsUrl("/ws"));
+  const attempt = ++state.globalAttempt;
+  setLive("connecting");
+  let url;
+  try {
+    url = await ticketUrl("/ws", { websocket: true });
+  } catch (error) {
+    if (attempt !== state.globalAttempt) return;
+    setLive("offline");
+    if (error.status !== 401) retryGlobalSocket();  // a 401 put up the token prompt; saving reconnects
+    return;
+  }
+  if (attempt !== state.globalAttempt) return;  // a newer connect started while this one waited
+  const socket = new WebSocket(url);
   state.globalSocket = socket;
   setLive("connecting");
   socket.onopen = () => {
@@ -354,9 +373,13 @@ function connectGlobalSocket() {
     // server refuses us anyway; saving a token reconnects.
     setLive("offline");
     if (!$("auth-prompt").hidden) return;
-    setTimeout(connectGlobalSocket, jittered(state.globalRetryMs));
-    state.globalRetryMs = Math.min(state.globalRetryMs * 2, 15000);
+    retryGlobalSocket();
   };
+}
+
+function retryGlobalSocket() {
+  setTimeout(connectGlobalSocket, jittered(state.globalRetryMs));
+  state.globalRetryMs = Math.min(state.globalRetryMs * 2, 15000);
 }
 
 function onGlobalMessage(message) {
@@ -885,6 +908,7 @@ async function openTask(taskId) {
 }
 
 function closeTaskSocket() {
+  state.taskAttempt++;  // a connect still waiting for its ticket gives way
   if (state.taskSocket) {
     state.taskSocket.onclose = null;
     state.taskSocket.close();
@@ -892,9 +916,18 @@ function closeTaskSocket() {
   }
 }
 
-function connectTaskSocket(taskId, retryMs = 1000) {
+async function connectTaskSocket(taskId, retryMs = 1000) {
   closeTaskSocket();
-  const socket = new WebSocket(wsUrl(taskPath(taskId, "/ws")));
+  const attempt = state.taskAttempt;
+  let url;
+  try {
+    url = await ticketUrl(taskPath(taskId, "/ws"), { websocket: true });
+  } catch (error) {
+    if (attempt === state.taskAttempt && error.status !== 401) reconnectTaskSocket(taskId, retryMs);
+    return;
+  }
+  if (attempt !== state.taskAttempt || state.viewTaskId !== taskId) return;
+  const socket = new WebSocket(url);
   state.taskSocket = socket;
   socket.onmessage = (event) => onTaskMessage(taskId, JSON.parse(event.data));
   socket.onclose = (event) => {
@@ -905,11 +938,18 @@ function connectTaskSocket(taskId, retryMs = 1000) {
     // the page is still open: reconnect, and the next snapshot fills in what was missed.
     const waitingForToken = !$("auth-prompt").hidden;
     if (event.code !== 1000 && state.viewTaskId === taskId && !(task && TERMINAL.has(task.status)) && !waitingForToken) {
-      setTimeout(() => {
-        if (state.viewTaskId === taskId && !state.taskSocket) connectTaskSocket(taskId, Math.min(retryMs * 2, 15000));
-      }, jittered(retryMs));
+      reconnectTaskSocket(taskId, retryMs);
     }
   };
+}
+
+function reconnectTaskSocket(taskId, retryMs) {
+  const attempt = state.taskAttempt;
+  setTimeout(() => {
+    if (state.viewTaskId === taskId && attempt === state.taskAttempt) {
+      connectTaskSocket(taskId, Math.min(retryMs * 2, 15000));
+    }
+  }, jittered(retryMs));
 }
 
 // Every open dashboard loses its sockets at the same moment when the server restarts; spreading
@@ -995,10 +1035,23 @@ function renderActions(task) {
   const link = $("download-link");
   const downloadable = task.status === "completed";
   link.hidden = !downloadable;
-  // A link cannot send the Authorization header; bertd takes ?token= on download links instead.
-  const token = getToken();
-  const query = token ? `?token=${encodeURIComponent(token)}` : "";
-  link.href = downloadable ? API + taskPath(task.task_id, "/download") + query : "#";
+  // With a token, a click fetches a ticket first (onDownload): a link cannot send the header.
+  link.href = downloadable ? API + taskPath(task.task_id, "/download") : "#";
+}
+
+async function onDownload(event) {
+  const link = event.currentTarget;
+  if (!getToken() || link.getAttribute("href") === "#") return;  // without a token the plain link works
+  event.preventDefault();
+  try {
+    const url = await ticketUrl(link.pathname.slice(API.length));
+    const once = el("a", { href: url, download: true, hidden: true });
+    document.body.append(once);
+    once.click();
+    once.remove();
+  } catch (error) {
+    showError($("task-action-error"), error);
+  }
 }
 
 function renderHyperparameters(task) {
@@ -1432,6 +1485,7 @@ function bindEvents() {
   $("pause-button").addEventListener("click", onPause);
   $("resume-button").addEventListener("click", onResume);
   $("delete-button").addEventListener("click", onDelete);
+  $("download-link").addEventListener("click", onDownload);
   $("predict-form").addEventListener("submit", onPredict);
   window.addEventListener("hashchange", route);
   window.addEventListener("resize", debounce(scheduleChartDraw, 100));
