@@ -1,0 +1,70 @@
+"""The WebSocket part of the OpenAPI document: every live message's schema and the two streams'
+descriptions (the HTTP routes are in openapi.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bertd.schema.openapi_parts import COMPONENTS, ref
+from bertd.state.records import TaskStatus
+
+
+def _message(kind: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "description": description,
+            "required": ["type", *required],
+            "properties": {"type": {"const": kind}, "task_id": {"type": "string"},
+                           "seq": {"type": "integer", "description": "Per task, increasing by 1"}, **properties}}
+
+
+WS_MESSAGE_SCHEMAS: dict[str, Any] = {
+    "WsSnapshot": _message("snapshot", "First message. Per task: the task as of `seq`; on /api/v1/ws: "
+                           "every active task, each with its own `seq`.",
+                           {"task": ref("Task"), "tasks": {"type": "array", "items": ref("Task")}}, []),
+    "WsProgress": _message("progress", "Step-level progress; a slow client gets only the newest.",
+                           COMPONENTS["Progress"]["properties"],
+                           ["task_id", "seq"]),
+    "WsEpoch": _message("epoch", "One epoch's validation results.", {
+        "epoch": {"type": "integer"}, "total_epochs": {"type": ["integer", "null"]},
+        "train_loss": {"type": "number"}, "train_accuracy": {"type": "number"}, "val_loss": {"type": "number"},
+        "val_accuracy": {"type": "number"}, "val_macro_f1": {"type": "number"}, "is_best": {"type": "boolean"},
+        "per_class": {"type": "object"}, "confusion_matrix": {"type": "array"}}, ["task_id", "seq", "epoch"]),
+    "WsEvaluation": _message("evaluation", "A mid-epoch evaluation (hyperparameters.evaluation_steps).", {
+        "epoch": {"type": "integer"}, "step": {"type": "integer"}, "val_loss": {"type": "number"},
+        "val_accuracy": {"type": "number"}, "val_macro_f1": {"type": "number"}, "is_best": {"type": "boolean"}},
+        ["task_id", "seq", "step"]),
+    "WsStatus": _message("status", "A status change.", {
+        "status": {"type": "string", "enum": [str(status) for status in TaskStatus]},
+        "error_message": {"type": "string"}}, ["task_id", "seq", "status"]),
+    "WsWarning": _message("warning", "Something the user should know (e.g. rows dropped).",
+                          {"message": {"type": "string"}}, ["task_id", "seq", "message"]),
+    "WsResumed": _message("resumed", "The run continues from a checkpoint (after a restart or a resume): the "
+                          "epoch and step it was taken at; `interruptions` counts restarts so far.", {
+        "epoch": {"type": "integer"}, "step": {"type": "integer"}, "epoch_complete": {"type": "boolean"},
+        "interruptions": {"type": "integer"}}, ["task_id", "seq", "epoch", "step"]),
+    "WsEnd": _message("end", "The task ended; its full record. The per-task stream then closes with 1000.",
+                      {"task": ref("Task")}, ["task_id", "seq", "task"]),
+}
+
+WS_TASK_DESCRIPTION = """\
+Messages are JSON text frames: first `snapshot`, then `progress`, `epoch`, `warning` and `status`
+with `seq` increasing by one per message of this task, finally `end` and a close with code 1000.
+A task that already ended gives `snapshot`, `end`, close. Nothing falls between the snapshot and
+the first live message and nothing comes twice. Close codes: 1000 task ended, 1001 server shutting
+down, 4008 the client fell too far behind (reconnect for a fresh snapshot). The server pings every
+WS_HEARTBEAT_SECONDS. Unknown task: 404 before the upgrade.
+
+Example session:
+```
+<- {"type": "snapshot", "task_id": "3f2c", "seq": 4, "task": {"status": "training", ...}}
+<- {"type": "progress", "task_id": "3f2c", "seq": 5, "phase": "training", "step": 40, "total_steps": 189, ...}
+<- {"type": "epoch", "task_id": "3f2c", "seq": 9, "epoch": 1, "val_accuracy": 0.91, "val_macro_f1": 0.9, ...}
+<- {"type": "status", "task_id": "3f2c", "seq": 31, "status": "completed"}
+<- {"type": "end", "task_id": "3f2c", "seq": 32, "task": {"status": "completed", "metrics": {...}, ...}}
+<- close 1000
+```"""
+
+WS_ALL_DESCRIPTION = """\
+The same messages for every task, each with its `task_id`, after a first
+`{"type": "snapshot", "tasks": [...]}` of the active tasks (each with its own `seq`: ignore a live
+message whose `seq` is not above it). The stream stays open; `end` does not close it."""
+
