@@ -9,6 +9,7 @@ aiohttp nor aiosqlite."""
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -210,6 +211,12 @@ def partial_path(model_dir: Path) -> Path:
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # Where the message came from when it travelled through a broker (its stream entry): what it
+    # records is recorded once, however often it is read (an API node restarting mid-stream).
+    origin: str | None = None
+    # When the worker sent it (Unix seconds): how fresh a progress message is when it arrives.
+    sent_at: float | None = None
+
 
 class ProgressReport(Message):
     """Only the fields the worker sets are applied (`model_fields_set`); the rest stay as they were."""
@@ -228,7 +235,7 @@ class ProgressReport(Message):
     eta_seconds: float | None = None
 
     def changes(self) -> dict[str, Any]:
-        return self.model_dump(include=self.model_fields_set - {"type"})
+        return self.model_dump(include=self.model_fields_set - {"type", "origin", "sent_at"})
 
 
 class EvaluationReport(Message):
@@ -307,6 +314,13 @@ class Exited(Message):
     detail: str | None = None
 
 
+class Started(Message):
+    """A worker box took the run (the cluster executor's first message)."""
+
+    type: Literal["started"] = "started"
+    worker: str
+
+
 class CheckpointReport(Message):
     """A checkpoint is complete on disk."""
 
@@ -337,12 +351,23 @@ class ResumedReport(Message):
 
 
 WorkerMessage = Annotated[
-    ProgressReport | EvaluationReport | EpochReport | WarningReport | CheckpointReport | CheckpointFailed
+    Started | ProgressReport | EvaluationReport | EpochReport | WarningReport | CheckpointReport | CheckpointFailed
     | ResumedReport | Completed | Stopped | Paused | Failed | Exited,
     Field(discriminator="type"),
 ]
 # Decodes a worker message from JSON (messages that travel through a broker).
 WORKER_MESSAGES: TypeAdapter[WorkerMessage] = TypeAdapter(WorkerMessage)
+
+
+def encode_message(message: Message) -> str:
+    """JSON of the fields the sender set (a ProgressReport applies only those), and its type."""
+    return json.dumps({**message.model_dump(mode="json", exclude_unset=True), "type": message.type},
+                      ensure_ascii=False)
+
+
+def decode_message(raw: str | bytes, origin: str | None = None) -> WorkerMessage:
+    message = WORKER_MESSAGES.validate_json(raw)
+    return message.model_copy(update={"origin": origin}) if origin else message
 
 Verdict = Completed | Stopped | Paused | Failed
 Report = Callable[[ProgressReport | EvaluationReport | EpochReport | WarningReport | CheckpointReport

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from bertd.api.request_parsing import query_int, read_json, reject_unknown_query
 from bertd.protocol import Hyperparameters
-from bertd.runtime.scheduler import ShuttingDown
+from bertd.runtime.scheduler import PauseUnsupported, ShuttingDown
 from bertd.schema.requests import TaskRequest
 from bertd.schema.validation import parse
 from bertd.server.errors import ApiError, conflict, not_found, validation_error
@@ -143,7 +143,11 @@ async def pause_task(request: web.Request) -> web.Response:
         state = "is already pausing or stopping" if task.status == TaskStatus.TRAINING else f"is {task.status}"
         raise conflict(f"task {task.task_id} {state}; only a queued or training task can be paused",
                        status=str(task.status))
-    paused = await scheduler.pause(task.task_id)
+    try:
+        paused = await scheduler.pause(task.task_id)
+    except PauseUnsupported:
+        raise conflict("tasks cannot be paused with several boxes (BROKER_URL): a checkpoint stays on the box "
+                       "that wrote it; stop the task instead", status=str(task.status)) from None
     if paused is None:
         raise not_found(f"no training task with task_id {task.task_id!r}")
     message = ("task paused" if paused.status == TaskStatus.PAUSED else

@@ -65,6 +65,9 @@ class Client:
     async def stop(self, task_id: str) -> dict[str, Any]:
         return await self._call("POST", f"{TASKS}/{task_id}/stop")
 
+    async def workers(self) -> dict[str, Any]:
+        return await self._call("GET", "/api/v1/workers")
+
     async def pause(self, task_id: str) -> dict[str, Any]:
         return await self._call("POST", f"{TASKS}/{task_id}/pause")
 

@@ -106,6 +106,13 @@ async def run(arguments: argparse.Namespace) -> int:
             rows = [f"{t['task_id']}  {t['status']:<9}  {t['created_at']}  {t['model_name_en']:<20}  "
                     f"{(t.get('progress') or {}).get('progress_percentage') or 0:5.1f}%" for t in listing["tasks"]]
             emit(arguments, listing, "\n".join(rows) if rows else "no tasks")
+        elif command == "cluster":
+            listing = await client.workers()
+            rows = [f"{w['name']:<20} {'up' if w['alive'] else 'gone':<5} slots {w['busy']}/{w['slots']}  "
+                    f"{', '.join(gpu.get('name', '?') for gpu in w['gpus']) or 'cpu':<24} bertd {w['version']}  "
+                    f"last heartbeat {w['last_heartbeat']}" for w in listing["workers"]]
+            emit(arguments, listing, "\n".join(rows) if rows else "no workers (the server trains in its own pool, "
+                 "or no `bertd worker` is connected)")
         elif command == "show":
             task = await client.task(arguments.task_id)
             emit(arguments, task, describe_task(task))
@@ -159,6 +166,7 @@ def add_client_commands(commands: argparse._SubParsersAction, environment: dict[
     train.add_argument("--callback-url")
     train.add_argument("--watch", action="store_true", help="show live progress until the task ends")
 
+    commands.add_parser("cluster", parents=[common], help="list the worker boxes connected to the server")
     tasks = commands.add_parser("tasks", parents=[common], help="list tasks, newest first")
     tasks.add_argument("--status", choices=[str(status) for status in TaskStatus])
     for name, help_text in (("show", "show one task"), ("watch", "live progress until the task ends or is paused"),

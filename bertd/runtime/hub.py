@@ -70,7 +70,7 @@ class Hub:
         if kind == "status":
             state.status = body["status"]
         elif kind == "progress":
-            state.progress = {k: v for k, v in body.items() if k != "type"}
+            state.progress = {k: v for k, v in body.items() if k not in ("type", "sent_at")}
         for subscriber in (*self._by_task.get(task_id, ()), *self._everything):
             subscriber.offer(message)
         if kind == "end":

@@ -13,9 +13,9 @@ from typing import Any
 
 from loguru import logger
 
-from bertd.protocol import Phase, StopReason
+from bertd.protocol import Phase, Progress, StopReason
 from bertd.runtime.announcer import Announcer
-from bertd.runtime.executor import Executor
+from bertd.runtime.executor import Executor, Run
 from bertd.runtime.gpus import GpuAssigner
 from bertd.runtime.jobs import JobSettings
 from bertd.runtime.model_store import ModelStore
@@ -29,15 +29,18 @@ class ShuttingDown(Exception):
     """The server is shutting down and takes no new tasks."""
 
 
+class PauseUnsupported(Exception):
+    """The executor cannot pause a run (the cluster's: checkpoints stay on the box that wrote them)."""
+
+
 class Scheduler:
     def __init__(self, store: Store, executor: Executor, announcer: Announcer, model_store: ModelStore, *,
-                 slots: int, max_queued: int, jobs: JobSettings, gpus: GpuAssigner, progress_write_interval: float,
+                 max_queued: int, jobs: JobSettings, gpus: GpuAssigner, progress_write_interval: float,
                  resume: ResumePolicy) -> None:
         self._store = store
         self._executor = executor
         self._announcer = announcer
         self._models = model_store
-        self._slots = slots
         self._max_queued = max_queued
         self._jobs = jobs
         self._gpus = gpus
@@ -48,6 +51,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
+        executor.on_capacity_change = self._wake.set
 
     @property
     def running_count(self) -> int:
@@ -60,7 +64,7 @@ class Scheduler:
     # ---- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._recover_interrupted_tasks()
+        await self._reattach_or_recover()
         # Every active task has a live state in the hub, so subscribers never race the database.
         for task in await self._store.tasks_in((TaskStatus.QUEUED, TaskStatus.PAUSED)):
             self._announcer.live_status(task)
@@ -81,8 +85,15 @@ class Scheduler:
             await asyncio.gather(self._dispatcher, return_exceptions=True)
         running = list(self._active.values())
         started = time.monotonic()
-        for active in running:
-            self._interrupt(active, StopReason.SHUTDOWN)
+        if self._executor.keeps_runs_on_shutdown:
+            # Runs on other boxes go on; the next start reads their messages on from where these stop.
+            for active in running:
+                active.detached = True
+            for follower in self._followers:
+                follower.cancel()
+        else:
+            for active in running:
+                self._interrupt(active, StopReason.SHUTDOWN)
         if self._followers:
             await asyncio.gather(*self._followers, return_exceptions=True)
         await self._executor.close()
@@ -90,14 +101,22 @@ class Scheduler:
         counts = {status: sum(1 for task in outcomes if task and task.status == status) for status in TaskStatus}
         queued = len(await self._store.tasks_in((TaskStatus.QUEUED,)))
         logger.info("shutdown: {} running task(s) in {:.1f} s: {} requeued to continue, {} stopped, {} failed, "
-                    "{} completed; {} queued task(s) kept for the next start", len(running),
-                    time.monotonic() - started, counts[TaskStatus.QUEUED], counts[TaskStatus.STOPPED],
-                    counts[TaskStatus.FAILED], counts[TaskStatus.COMPLETED], queued)
+                    "{} completed, {} left running on their workers; {} queued task(s) kept for the next start",
+                    len(running), time.monotonic() - started, counts[TaskStatus.QUEUED], counts[TaskStatus.STOPPED],
+                    counts[TaskStatus.FAILED], counts[TaskStatus.COMPLETED],
+                    counts[TaskStatus.TRAINING] + counts[TaskStatus.STOPPING], queued)
 
-    async def _recover_interrupted_tasks(self) -> None:
-        """Tasks left training or stopping by a crash: back to the queue to continue from their
-        last checkpoint, or (RESUME_INTERRUPTED_TASKS=false) ended as failed."""
+    async def _reattach_or_recover(self) -> None:
+        """Tasks left training or stopping: a run that went on without the server (on another box)
+        is followed again from where it was; the others were interrupted: back to the queue to
+        continue from their last checkpoint, or (RESUME_INTERRUPTED_TASKS=false) ended as failed."""
         for task in await self._store.tasks_in(tuple(RUNNING_STATUSES)):
+            run = self._executor.reattach(task)
+            if run is not None:
+                logger.info("task {} is still running{}; following it again", task.task_id,
+                            f" on worker {task.worker}" if task.worker else " (not yet on a worker)")
+                self._follow_run(task, run, task.current_progress)
+                continue
             target, fields = self._resume.after_crash(task)
             updated = await self._store.transition(task.task_id, target, event_data={"reason": "recovery"},
                                                    **self._ending_fields(target, fields))
@@ -121,7 +140,7 @@ class Scheduler:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while not self._closing and len(self._active) < self._slots:
+            while not self._closing and len(self._active) < self._executor.capacity():
                 task = await self._store.next_queued()
                 if task is None:
                     break
@@ -136,14 +155,17 @@ class Scheduler:
         self._announcer.transition(TaskStatus.QUEUED, claimed)
         job = self._jobs.job_for(claimed, self._gpus.assign(claimed.task_id))
         try:
-            run = self._executor.start(job)
+            run = await self._executor.start(job)
         except Exception as error:
             logger.exception("task {} could not be started", task.task_id)
             self._gpus.release(task.task_id)
             await self._end(claimed, TaskStatus.FAILED, progress=progress.updated(phase=Phase.FAILED),
                             error_message=f"the worker process could not start: {error}")
             return
-        active = ActiveRun(claimed, run, progress)
+        self._follow_run(claimed, run, progress)
+
+    def _follow_run(self, task: TaskRecord, run: Run, progress: Progress) -> None:
+        active = ActiveRun(task, run, progress)
         self._active[task.task_id] = active
         follower = asyncio.create_task(self._follow(active), name=f"follow-{task.task_id[:8]}")
         self._followers.add(follower)
@@ -153,7 +175,8 @@ class Scheduler:
         try:
             await follow(active, self._store, self._announcer, self._progress_write_interval)
         finally:
-            await asyncio.shield(self._conclude(active))
+            if not active.detached:
+                await asyncio.shield(self._conclude(active))
 
     async def _conclude(self, active: ActiveRun) -> None:
         try:
@@ -245,6 +268,8 @@ class Scheduler:
         task = await self._store.get_task(task_id)
         if task is None:
             return None
+        if not self._executor.supports_pause:
+            raise PauseUnsupported()
         if task.status == TaskStatus.QUEUED:
             paused = await self._end(task, TaskStatus.PAUSED,
                                      progress=task.current_progress.updated(phase=Phase.PAUSED))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bertd import __version__
+from bertd.schema.openapi_internal import INTERNAL_PATHS
 from bertd.schema.openapi_parts import COMPONENTS, error_body, json_body, ref, with_message
 from bertd.schema.openapi_ws import WS_ALL_DESCRIPTION, WS_MESSAGE_SCHEMAS, WS_TASK_DESCRIPTION
 from bertd.state.records import TaskStatus
@@ -48,6 +49,11 @@ def build_openapi() -> dict[str, Any]:
         "/api/v1/docs": {"get": {"summary": "Interactive API docs (HTML)", "security": [],
                                  "responses": {"200": {"description": "Swagger UI",
                                                        "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/api/v1/workers": {"get": {
+            "summary": "The worker boxes (with BROKER_URL), from their heartbeats; empty without a broker",
+            "responses": {"200": json_body({"type": "object", "required": ["workers"], "properties": {
+                "workers": {"type": "array", "items": ref("Worker")}}}, "Every box seen in the last heartbeats")}}},
+        **INTERNAL_PATHS,
         "/api/v1/tickets": {"post": {
             "summary": "A single-use ticket for a WebSocket or download URL, which cannot send the "
                        "Authorization header",
@@ -225,9 +231,12 @@ def build_openapi() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": {**COMPONENTS, **WS_MESSAGE_SCHEMAS},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "Needed when API_TOKEN is set; WebSockets and download "
-                                                          "links pass ?token=<ticket> from POST /api/v1/tickets"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "Needed when API_TOKEN is set; WebSockets and download "
+                                          "links pass ?token=<ticket> from POST /api/v1/tickets"},
+                "worker": {"type": "http", "scheme": "bearer",
+                           "description": "WORKER_TOKEN: the secret bertd worker boxes share with the API node"}},
         },
         "security": [{"bearer": []}],
     }

@@ -123,6 +123,7 @@ COMPONENTS: dict[str, Any] = {
                            "first (and once an ended task's checkpoints are removed)", "properties": {
                 "epoch": {"type": "integer"}, "step": {"type": "integer"}, "size_bytes": {"type": "integer"},
                 "at": {"type": "string", "format": "date-time"}}},
+            "worker": {**NULLABLE_STRING, "description": "With BROKER_URL: the box that runs (or ran) the task"},
             "interruptions": {"type": "integer", "description": "How often a restart of the server interrupted "
                               "the task (it continued from its checkpoint each time; at most MAX_RESUMES)"},
             "callback": {"type": ["object", "null"], "properties": {
@@ -139,4 +140,12 @@ COMPONENTS: dict[str, Any] = {
                        "data": {"type": "object"}},
     },
 }
-
+COMPONENTS["Worker"] = {
+    "type": "object",
+    "required": ["name", "slots", "busy", "gpus", "last_heartbeat", "version"],
+    "properties": {
+        "name": {"type": "string"}, "slots": {"type": "integer"}, "busy": {"type": "integer"},
+        "gpus": {"type": "array", "items": {"type": "object"}}, "version": {"type": "string"},
+        "protocol": {"type": "integer"}, "alive": {"type": "boolean", "description": "a heartbeat in the last 15 s"},
+        "last_heartbeat": {"type": "string", "format": "date-time"}},
+}

@@ -37,6 +37,8 @@ WS_MESSAGE_SCHEMAS: dict[str, Any] = {
         "error_message": {"type": "string"}}, ["task_id", "seq", "status"]),
     "WsWarning": _message("warning", "Something the user should know (e.g. rows dropped).",
                           {"message": {"type": "string"}}, ["task_id", "seq", "message"]),
+    "WsStarted": _message("started", "With BROKER_URL: the worker box that took the run.",
+                          {"worker": {"type": "string"}}, ["task_id", "seq", "worker"]),
     "WsResumed": _message("resumed", "The run continues from a checkpoint (after a restart or a resume): the "
                           "epoch and step it was taken at; `interruptions` counts restarts so far.", {
         "epoch": {"type": "integer"}, "step": {"type": "integer"}, "epoch_complete": {"type": "boolean"},

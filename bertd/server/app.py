@@ -16,6 +16,7 @@ from bertd.api.ws import close_all
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.callbacks import CallbackPolicy, CallbackSender
 from bertd.runtime.devices import detect_devices
+from bertd.runtime.executor import Executor
 from bertd.runtime.gpus import GpuAssigner
 from bertd.runtime.hub import Hub
 from bertd.runtime.jobs import JobSettings
@@ -34,6 +35,7 @@ from bertd.server.keys import (
     CALLBACKS,
     CONFIG,
     DEVICES,
+    EXECUTOR,
     HUB,
     METRICS,
     MODEL_CACHE,
@@ -100,17 +102,31 @@ async def devices(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+def make_executor(app: web.Application) -> Executor:
+    """The local pool, or with BROKER_URL the Celery executor (imported only then: `import bertd`
+    never imports Celery)."""
+    config = app[CONFIG]
+    if config.broker_url:
+        from bertd.cluster.executor import CeleryExecutor
+
+        return CeleryExecutor(config.broker_url, app[STORE])
+    return LocalPool(config.training_function, config.log_level, config.keep_spare_worker, config.worker_cpus,
+                     StopPolicy(config.stop_grace_seconds, config.kill_wait_seconds), config.max_concurrent_tasks)
+
+
 async def scheduler(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    gpus = list(config.gpu_devices or (d["index"] for d in app[DEVICES] if d["type"] == "cuda"))
-    executor = LocalPool(config.training_function, config.log_level, config.keep_spare_worker, config.worker_cpus,
-                         StopPolicy(config.stop_grace_seconds, config.kill_wait_seconds))
+    # With workers on other boxes, each box shares out its own GPUs.
+    gpus = [] if config.broker_url else list(config.gpu_devices or (d["index"] for d in app[DEVICES]
+                                                                    if d["type"] == "cuda"))
+    executor = make_executor(app)
+    app[EXECUTOR] = executor
     cores = len(config.worker_cpus or range(os.cpu_count() or 1))
     jobs = JobSettings(config.uploads_dir, config.effective_base_models_dir, config.models_dir,
                        config.checkpoints_dir, config.progress_report_interval,
                        max(1, cores // config.max_concurrent_tasks))
     running = Scheduler(app[STORE], executor, Announcer(app[HUB], app[CALLBACKS], app[METRICS]), app[MODEL_STORE],
-                        slots=config.max_concurrent_tasks, max_queued=config.max_queued_tasks, jobs=jobs,
+                        max_queued=config.max_queued_tasks, jobs=jobs,
                         gpus=GpuAssigner(gpus), progress_write_interval=config.progress_write_interval,
                         resume=ResumePolicy(config.resume_interrupted_tasks, config.max_resumes,
                                             config.keep_checkpoints))

@@ -31,6 +31,8 @@ OPENAPI = web.AppKey("openapi", dict)
 METRICS = web.AppKey("metrics", ServiceMetrics)
 MODEL_CACHE = web.AppKey("model_cache", ModelCache)
 MODEL_STORE = web.AppKey("model_store", ModelStore)
+# What runs training: the local pool, or the Celery executor (BROKER_URL).
+EXECUTOR = web.AppKey("executor", object)
 # Which hosts and origins the browser guard lets through (built at start-up).
 BROWSER_POLICY = web.AppKey("browser_policy", BrowserPolicy)
 # Single-use tickets for URLs that cannot carry the Authorization header.

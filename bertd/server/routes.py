@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bertd.api import files, service, tasks, tickets, trained_model, ws
+from bertd.api import files, internal, service, tasks, tickets, trained_model, workers, ws
 
 DASHBOARD_DIR = Path(__file__).parent.parent / "static"
 
@@ -22,6 +22,11 @@ def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_get("/metrics", service.metrics)
     app.router.add_get("/api/v1/openapi.json", service.openapi)
     app.router.add_get("/api/v1/docs", service.docs)
+    app.router.add_get("/api/v1/workers", workers.list_workers)
+    app.router.add_get("/api/v1/internal/hello", internal.hello)
+    app.router.add_get("/api/v1/internal/files/{filename}", internal.get_file)
+    app.router.add_get("/api/v1/internal/base-models/{name:.+}", internal.get_base_model)
+    app.router.add_put("/api/v1/internal/tasks/{task_id}/model", internal.put_model)
     app.router.add_static("/api/v1/docs/assets", swagger_ui_dir)
     app.router.add_post("/api/v1/tickets", tickets.issue_ticket)
 

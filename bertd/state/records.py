@@ -104,6 +104,11 @@ class TaskRecord:
     interruptions: int = 0
     # The newest checkpoint: {"epoch", "step", "size_bytes", "at"}; None before the first one.
     checkpoint: dict[str, Any] | None = None
+    # With the cluster executor: the box that runs (or ran) the task, its current run, and how far
+    # the run's message stream has been applied.
+    worker: str | None = None
+    run_id: str | None = None
+    message_cursor: str | None = None
 
     @property
     def current_progress(self) -> Progress:
@@ -132,6 +137,7 @@ class TaskRecord:
             "callback": self.callback,
             "checkpoint": self.checkpoint,
             "interruptions": self.interruptions,
+            "worker": self.worker,
         }
 
 

@@ -30,7 +30,7 @@ TASK_COLUMNS = """
     seq, task_id, status, model_name_cn, model_name_en, base_model, training_data_file,
     validation_data_file, hyperparameters_json, callback_url, created_at, started_at, finished_at,
     progress_json, metrics_json, artifacts_json, error_message, callback_json, priority, interruptions,
-    checkpoint_json,
+    checkpoint_json, worker, run_id, message_cursor,
     CASE WHEN status = 'queued'
          THEN (SELECT COUNT(*) FROM tasks AS earlier WHERE earlier.status = 'queued'
                AND (earlier.priority > tasks.priority OR (earlier.priority = tasks.priority AND earlier.seq <= tasks.seq)))
@@ -79,6 +79,9 @@ def _task_from_row(row: aiosqlite.Row) -> TaskRecord:
         priority=row["priority"],
         interruptions=row["interruptions"],
         checkpoint=_loads(row["checkpoint_json"]),
+        worker=row["worker"],
+        run_id=row["run_id"],
+        message_cursor=row["message_cursor"],
     )
 
 
@@ -281,6 +284,16 @@ class Store:
                 "UPDATE tasks SET checkpoint_json = ? WHERE task_id = ?", (_dumps(checkpoint), task_id)
             )
 
+    async def set_run(self, task_id: str, run_id: str, cursor: str) -> None:
+        """The task's current remote run and how far its message stream is applied."""
+        async with self._transaction() as connection:
+            await connection.execute("UPDATE tasks SET run_id = ?, message_cursor = ? WHERE task_id = ?",
+                                     (run_id, cursor, task_id))
+
+    async def set_worker(self, task_id: str, worker: str | None) -> None:
+        async with self._transaction() as connection:
+            await connection.execute("UPDATE tasks SET worker = ? WHERE task_id = ?", (worker, task_id))
+
     async def set_callback_state(self, task_id: str, callback: dict[str, Any]) -> None:
         async with self._transaction() as connection:
             await connection.execute(
@@ -296,20 +309,23 @@ class Store:
 
     @staticmethod
     async def _insert_event(
-        connection: aiosqlite.Connection, task_id: str, event_type: str, data: dict[str, Any]
-    ) -> int:
+        connection: aiosqlite.Connection, task_id: str, event_type: str, data: dict[str, Any],
+        origin: str | None = None,
+    ) -> bool:
+        """Insert an event; False when one of the same origin is recorded already."""
         cursor = await connection.execute(
-            "INSERT INTO task_events (task_id, at, type, data_json) VALUES (?, ?, ?, ?)",
-            (task_id, utc_now(), event_type, _dumps(data)),
+            "INSERT OR IGNORE INTO task_events (task_id, at, type, data_json, origin) VALUES (?, ?, ?, ?, ?)",
+            (task_id, utc_now(), event_type, _dumps(data), origin),
         )
-        return int(cursor.lastrowid or 0)
+        return cursor.rowcount == 1
 
-    async def add_event(self, task_id: str, event_type: str, data: dict[str, Any]) -> None:
+    async def add_event(self, task_id: str, event_type: str, data: dict[str, Any], origin: str | None = None) -> bool:
+        """Record an event of the task; False (nothing recorded) when the task is gone or an event of
+        the same origin (a broker message read twice) is recorded already."""
         async with self._transaction() as connection:
             # The task may have been deleted meanwhile; an event for it is then simply dropped.
             exists = await (await connection.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,))).fetchone()
-            if exists:
-                await self._insert_event(connection, task_id, event_type, data)
+            return bool(exists) and await self._insert_event(connection, task_id, event_type, data, origin)
 
     async def last_reported_step(self, task_id: str) -> int:
         """The step of the task's latest epoch or evaluation event (0 if none): a run that continues

@@ -137,7 +137,7 @@ def worker_main(
 
     def report(message: Any) -> None:
         with sending:
-            connection.send(message)
+            connection.send(message.model_copy(update={"sent_at": time.time()}))
 
     def interruption() -> Interruption | None:
         if terminated or stop_event.is_set():
