@@ -113,16 +113,29 @@ def test_worker_messages_say_what_to_do() -> None:
 
     import torch
 
-    from bertd.training.worker import user_message
+    from bertd.protocol import TaskError, TrainingInputError
+    from bertd.training.worker import task_error
 
-    oom = user_message(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert oom.startswith("out of GPU memory") and "batch_size" in oom and "max_sequence_length" in oom
-    full = user_message(OSError(errno.ENOSPC, "No space left on device", "/data/models/x/model.safetensors"))
-    assert full == ("could not write /data/models/x/model.safetensors: No space left on device; "
-                    "free disk space in DATA_DIR or make it writable")
-    other = user_message(ValueError("bad thing\nwith a second line"))
-    assert other == "training failed with ValueError: bad thing"
-    assert len(user_message(RuntimeError("x" * 5000))) <= 500
+    oom = task_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert oom == TaskError(code="out_of_memory", message="out of GPU memory", hint=(
+        "lower hyperparameters.batch_size or max_sequence_length, or raise gradient_accumulation_steps"))
+    full = task_error(OSError(errno.ENOSPC, "No space left on device", "/data/models/x/model.safetensors"))
+    assert full.text == ("could not write /data/models/x/model.safetensors: No space left on device; "
+                         "free disk space in DATA_DIR or make it writable")
+    other = task_error(ValueError("bad thing\nwith a second line"))
+    assert (other.code, other.message) == ("training_error", "training failed with ValueError: bad thing")
+    assert "server log" in other.hint
+    # Too long to read whole: the reason is left to the log rather than cut off.
+    long = task_error(RuntimeError("x" * 5000))
+    assert long.message == "training failed with RuntimeError" and long.hint == other.hint
+
+    # A long input error is shortened at a clause boundary, never inside a word; its hint stays whole.
+    columns = ", ".join(f"第{i}列" for i in range(300))
+    wordy = task_error(TrainingInputError(f"text column '正文' not found in sheet 'data' of a.xlsx; columns are: "
+                                          f"{columns}", code="column_missing", hint="name one of the columns"))
+    assert wordy.code == "column_missing" and wordy.hint == "name one of the columns"
+    assert len(wordy.message) <= 400 and wordy.message.endswith(" …")
+    assert wordy.message.removesuffix(" …").split(", ")[-1] in columns.split(", ")
 
 
 def test_lora_with_a_full_fine_tuning_learning_rate_is_warned_about(tmp_path: Path, base_models_dir: Path) -> None:

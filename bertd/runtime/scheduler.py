@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from loguru import logger
 
-from bertd.protocol import Phase, StopReason
+from bertd.protocol import Phase, StopReason, TaskError
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.executor import Executor
 from bertd.runtime.gpus import GpuAssigner
@@ -29,7 +30,8 @@ class ShuttingDown(Exception):
 class Scheduler:
     def __init__(self, store: Store, executor: Executor, announcer: Announcer, model_store: ModelStore, *,
                  slots: int, max_queued: int, jobs: JobSettings, gpus: GpuAssigner,
-                 progress_write_interval: float) -> None:
+                 progress_write_interval: float,
+                 next_task: Callable[[], Awaitable[TaskRecord | None]] | None = None) -> None:
         self._store = store
         self._executor = executor
         self._announcer = announcer
@@ -39,6 +41,9 @@ class Scheduler:
         self._jobs = jobs
         self._gpus = gpus
         self._progress_write_interval = progress_write_interval
+        # Which queued task starts next: the oldest by default; the base model gate passes over
+        # tasks whose base model is still downloading (runtime/base_models/gate.py).
+        self._next_task = next_task or store.oldest_queued
         self._active: dict[str, ActiveRun] = {}
         self._followers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -63,6 +68,10 @@ class Scheduler:
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
         self._wake.set()
         self._executor.warm_up()
+
+    def wake(self) -> None:
+        """Look at the queue again (e.g. a base model that tasks waited for has arrived)."""
+        self._wake.set()
 
     def begin_shutdown(self) -> None:
         """Stop admitting and starting tasks; running ones are stopped by close()."""
@@ -91,9 +100,11 @@ class Scheduler:
     async def _fail_interrupted_tasks(self) -> None:
         """Tasks left training or stopping by a crash cannot be resumed: end them as failed."""
         for task in await self._store.tasks_in(tuple(RUNNING_STATUSES)):
-            message = (f"bertd stopped while this task was training (during epoch "
-                       f"{task.current_progress.current_epoch}); create it again to retry")
-            updated = await self._store.transition(task.task_id, TaskStatus.FAILED, error_message=message,
+            error = TaskError(code="interrupted", message=f"bertd stopped while this task was training (during epoch "
+                                                          f"{task.current_progress.current_epoch})",
+                              hint="create it again to retry")
+            message = error.text
+            updated = await self._store.transition(task.task_id, TaskStatus.FAILED, error_message=message, error=error,
                                                    finished_at=utc_now(), event_data={"reason": "recovery"})
             self._models.remove(task.task_id)
             if updated is not None:
@@ -115,7 +126,7 @@ class Scheduler:
             await self._wake.wait()
             self._wake.clear()
             while not self._closing and len(self._active) < self._slots:
-                task = await self._store.oldest_queued()
+                task = await self._next_task()
                 if task is None:
                     break
                 await self._launch(task)
@@ -133,8 +144,10 @@ class Scheduler:
         except Exception as error:
             logger.exception("task {} could not be started", task.task_id)
             self._gpus.release(task.task_id)
+            failure = TaskError(code="worker_start_failed", message=f"the worker process could not start: {error}",
+                                hint="the server log has the traceback; check memory, disk space and WORKER_CPUS")
             await self._end(claimed, TaskStatus.FAILED, progress=progress.updated(phase=Phase.FAILED),
-                            error_message=f"the worker process could not start: {error}")
+                            error_message=failure.text, error=failure)
             return
         active = ActiveRun(claimed, run, progress)
         self._active[task.task_id] = active
@@ -156,7 +169,7 @@ class Scheduler:
             if not ending.keeps_model:
                 self._models.remove(active.task_id)
             await self._end(active.task, ending.status, progress=ending.progress, error_message=ending.error_message,
-                            metrics=ending.metrics, artifacts=ending.artifacts)
+                            error=ending.error, metrics=ending.metrics, artifacts=ending.artifacts)
         finally:
             self._gpus.release(active.task_id)
             self._active.pop(active.task_id, None)

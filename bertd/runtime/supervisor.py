@@ -20,6 +20,7 @@ from bertd.protocol import (
     ProgressReport,
     Stopped,
     StopReason,
+    TaskError,
     Verdict,
     WarningReport,
 )
@@ -52,7 +53,9 @@ class Ending:
 
     status: TaskStatus
     progress: Progress
-    error_message: str | None = None
+    error: TaskError | None = None
+    # For a stopped task: why, when it was not a user's request.
+    stop_message: str | None = None
     metrics: dict | None = None
     artifacts: Artifacts | None = None
     # A traceback worth logging: an unexpected failure inside the run.
@@ -62,6 +65,10 @@ class Ending:
     def keeps_model(self) -> bool:
         return self.status == TaskStatus.COMPLETED
 
+    @property
+    def error_message(self) -> str | None:
+        return self.error.text if self.error is not None else self.stop_message
+
 
 def ending_of(active: ActiveRun) -> Ending:
     progress = active.progress
@@ -70,17 +77,19 @@ def ending_of(active: ActiveRun) -> Ending:
             return Ending(TaskStatus.COMPLETED, progress.updated(phase=Phase.COMPLETED, progress_percentage=100.0,
                                                                  eta_seconds=0),
                           metrics=metrics, artifacts=artifacts)
-        case Failed(error=error, expected=expected, traceback=traceback):
-            return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error_message=error,
+        case Failed(error=error, detail=detail, expected=expected, traceback=traceback):
+            return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED),
+                          error=detail or TaskError(code="training_error", message=error),
                           traceback=None if expected else traceback)
         case Stopped() | None if active.stop_reason is not None or isinstance(active.verdict, Stopped):
             message = ("the server shut down while it was training" if active.stop_reason == StopReason.SHUTDOWN
                        else None)
-            return Ending(TaskStatus.STOPPED, progress.updated(phase=Phase.STOPPED), error_message=message)
+            return Ending(TaskStatus.STOPPED, progress.updated(phase=Phase.STOPPED), stop_message=message)
     detail = active.exited.detail if active.exited else "an unknown exit status"
-    return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error_message=(
-        f"the worker process died with {detail} during {progress.phase} (epoch {progress.current_epoch}); "
-        "if it was killed for memory, lower batch_size or max_sequence_length"))
+    return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error=TaskError(
+        code="worker_died",
+        message=f"the worker process died with {detail} during {progress.phase} (epoch {progress.current_epoch})",
+        hint="if it was killed for memory, lower batch_size or max_sequence_length"))
 
 
 class ProgressWriter:

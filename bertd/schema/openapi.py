@@ -6,30 +6,25 @@ from typing import Any
 
 from bertd import __version__
 from bertd.protocol import Hyperparameters, Progress
+from bertd.schema import openapi_base_models, openapi_ws
 from bertd.schema.json_schema import schema_of
+from bertd.schema.openapi_parts import (
+    NULLABLE_INTEGER,
+    NULLABLE_NUMBER,
+    NULLABLE_STRING,
+    TASK_ERROR,
+    error,
+    json_body,
+    ref,
+    with_message,
+)
 from bertd.schema.requests import PredictRequest, TaskRequest
 from bertd.state.records import TaskStatus
 
-NULLABLE_NUMBER = {"type": ["number", "null"]}
-NULLABLE_INTEGER = {"type": ["integer", "null"]}
-NULLABLE_STRING = {"type": ["string", "null"]}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _json(_ref("Error"), description)
-
-
-def _with_message(name: str) -> dict[str, Any]:
-    return {"allOf": [_ref(name), {"type": "object", "properties": {"message": {"type": "string"}},
-                                   "required": ["message"]}]}
+_ref = ref
+_json = json_body
+_error = error
+_with_message = with_message
 
 
 COMPONENTS: dict[str, Any] = {
@@ -69,10 +64,14 @@ COMPONENTS: dict[str, Any] = {
     "Metrics": {
         "type": ["object", "null"],
         "properties": {
-            "best_epoch": {"type": "integer"},
-            "val_accuracy": {"type": "number"},
-            "val_macro_f1": {"type": "number"},
-            "val_loss": {"type": "number"},
+            "best_epoch": {"type": "integer", "description": "The epoch saved"},
+            "val_accuracy": {**NULLABLE_NUMBER, "description": "null without validation rows"},
+            "val_macro_f1": NULLABLE_NUMBER,
+            "val_loss": NULLABLE_NUMBER,
+            "model_selection": {"type": "string", "enum": ["best_validation_macro_f1", "last_epoch"],
+                                "description": "last_epoch when train_val_split is 0 and there is no "
+                                               "validation_data_file: nothing was held out to compare epochs"},
+            "validation_rows": {"type": "integer"},
             "per_class": {"type": "object", "additionalProperties": {
                 "type": "object", "properties": {"precision": {"type": "number"}, "recall": {"type": "number"},
                                                  "f1": {"type": "number"}, "support": {"type": "integer"}}}},
@@ -100,13 +99,15 @@ COMPONENTS: dict[str, Any] = {
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": NULLABLE_STRING,
             "finished_at": NULLABLE_STRING,
+            "updated_at": {**NULLABLE_STRING, "description": "When the task last changed (status, progress, ...)"},
             "queue_position": {**NULLABLE_INTEGER, "description": "1 = next to start; null unless queued"},
             "progress": _ref("Progress"),
             "metrics": _ref("Metrics"),
             "artifacts": {"type": ["object", "null"], "properties": {
                 "model_path": {"type": "string", "description": "Loads with transformers.pipeline"},
                 "label_mapping_path": {"type": "string"}, "metrics_path": {"type": "string"}}},
-            "error_message": NULLABLE_STRING,
+            "error_message": {**NULLABLE_STRING, "description": "A failed task: what went wrong; what to do"},
+            "error": TASK_ERROR,
             "callback": {"type": ["object", "null"], "properties": {
                 "status": {"type": "string", "enum": ["retrying", "delivered", "failed"]},
                 "attempts": {"type": "integer"}, "last_error": NULLABLE_STRING, "event": {"type": "string"}}},
@@ -121,60 +122,8 @@ COMPONENTS: dict[str, Any] = {
     },
 }
 
-def _message(kind: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "description": description,
-            "required": ["type", *required],
-            "properties": {"type": {"const": kind}, "task_id": {"type": "string"},
-                           "seq": {"type": "integer", "description": "Per task, increasing by 1"}, **properties}}
+WS_MESSAGE_SCHEMAS: dict[str, Any] = openapi_ws.message_schemas(COMPONENTS["Progress"]["properties"])
 
-
-WS_MESSAGE_SCHEMAS: dict[str, Any] = {
-    "WsSnapshot": _message("snapshot", "First message. Per task: the task as of `seq`; on /api/v1/ws: "
-                           "every active task, each with its own `seq`.",
-                           {"task": _ref("Task"), "tasks": {"type": "array", "items": _ref("Task")}}, []),
-    "WsProgress": _message("progress", "Step-level progress; a slow client gets only the newest.",
-                           COMPONENTS["Progress"]["properties"],
-                           ["task_id", "seq"]),
-    "WsEpoch": _message("epoch", "One epoch's validation results.", {
-        "epoch": {"type": "integer"}, "total_epochs": {"type": ["integer", "null"]},
-        "train_loss": {"type": "number"}, "train_accuracy": {"type": "number"}, "val_loss": {"type": "number"},
-        "val_accuracy": {"type": "number"}, "val_macro_f1": {"type": "number"}, "is_best": {"type": "boolean"},
-        "per_class": {"type": "object"}, "confusion_matrix": {"type": "array"}}, ["task_id", "seq", "epoch"]),
-    "WsEvaluation": _message("evaluation", "A mid-epoch evaluation (hyperparameters.evaluation_steps).", {
-        "epoch": {"type": "integer"}, "step": {"type": "integer"}, "val_loss": {"type": "number"},
-        "val_accuracy": {"type": "number"}, "val_macro_f1": {"type": "number"}, "is_best": {"type": "boolean"}},
-        ["task_id", "seq", "step"]),
-    "WsStatus": _message("status", "A status change.", {
-        "status": {"type": "string", "enum": [str(status) for status in TaskStatus]},
-        "error_message": {"type": "string"}}, ["task_id", "seq", "status"]),
-    "WsWarning": _message("warning", "Something the user should know (e.g. rows dropped).",
-                          {"message": {"type": "string"}}, ["task_id", "seq", "message"]),
-    "WsEnd": _message("end", "The task ended; its full record. The per-task stream then closes with 1000.",
-                      {"task": _ref("Task")}, ["task_id", "seq", "task"]),
-}
-
-WS_TASK_DESCRIPTION = """\
-Messages are JSON text frames: first `snapshot`, then `progress`, `epoch`, `warning` and `status`
-with `seq` increasing by one per message of this task, finally `end` and a close with code 1000.
-A task that already ended gives `snapshot`, `end`, close. Nothing falls between the snapshot and
-the first live message and nothing comes twice. Close codes: 1000 task ended, 1001 server shutting
-down, 4008 the client fell too far behind (reconnect for a fresh snapshot). The server pings every
-WS_HEARTBEAT_SECONDS. Unknown task: 404 before the upgrade.
-
-Example session:
-```
-<- {"type": "snapshot", "task_id": "3f2c", "seq": 4, "task": {"status": "training", ...}}
-<- {"type": "progress", "task_id": "3f2c", "seq": 5, "phase": "training", "step": 40, "total_steps": 189, ...}
-<- {"type": "epoch", "task_id": "3f2c", "seq": 9, "epoch": 1, "val_accuracy": 0.91, "val_macro_f1": 0.9, ...}
-<- {"type": "status", "task_id": "3f2c", "seq": 31, "status": "completed"}
-<- {"type": "end", "task_id": "3f2c", "seq": 32, "task": {"status": "completed", "metrics": {...}, ...}}
-<- close 1000
-```"""
-
-WS_ALL_DESCRIPTION = """\
-The same messages for every task, each with its `task_id`, after a first
-`{"type": "snapshot", "tasks": [...]}` of the active tasks (each with its own `seq`: ignore a live
-message whose `seq` is not above it). The stream stays open; `end` does not close it."""
 
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
 FILENAME = {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"},
@@ -240,8 +189,12 @@ def build_openapi() -> dict[str, Any]:
             "post": {
                 "summary": "Create a training task (queued FIFO)",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("TaskRequest")}}},
-                "responses": {"201": _json(_with_message("Task"), "Created and queued"),
-                              "400": bad_request,
+                "responses": {"201": _json(_with_message("Task"), "Created and queued (waiting in phase "
+                                                                  "downloading_base_model while its base model is "
+                                                                  "downloaded)"),
+                              "400": _error("Validation error naming the field; also a base_model the server "
+                                            "does not have and cannot download (the message names the available "
+                                            "ones and how to add one)"),
                               "409": _error("A data file was deleted meanwhile"),
                               "415": _error("Body is not application/json"),
                               "429": _error("MAX_QUEUED_TASKS tasks are already waiting"),
@@ -326,17 +279,8 @@ def build_openapi() -> dict[str, Any]:
             },
         },
     }
-    ws_messages = {"oneOf": [_ref(name) for name in WS_MESSAGE_SCHEMAS]}
-    upgrade = {"101": {"description": "Switching Protocols; then JSON text messages, see the description",
-                       "content": {"application/json": {"schema": ws_messages}}}}
-    paths["/api/v1/training/tasks/{task_id}/ws"] = {"parameters": [TASK_ID], "get": {
-        "summary": "Live messages of one task (WebSocket)",
-        "description": WS_TASK_DESCRIPTION,
-        "responses": {**upgrade, "404": not_found}}}
-    paths["/api/v1/ws"] = {"get": {
-        "summary": "Live messages of every task (WebSocket, for dashboards)",
-        "description": WS_ALL_DESCRIPTION,
-        "responses": upgrade}}
+    paths.update(openapi_ws.ws_paths(TASK_ID, not_found))
+    paths.update(openapi_base_models.paths(bad_request))
     for item in paths.values():
         for method, operation in item.items():
             if method != "parameters" and operation.get("security") != []:
@@ -348,7 +292,7 @@ def build_openapi() -> dict[str, Any]:
                                 "{\"error\": {\"code\", \"message\", \"details\"}}."},
         "paths": paths,
         "components": {
-            "schemas": {**COMPONENTS, **WS_MESSAGE_SCHEMAS},
+            "schemas": {**COMPONENTS, **openapi_base_models.COMPONENTS, **WS_MESSAGE_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "Needed when API_TOKEN is set; WebSockets may pass ?token="}},
         },

@@ -53,6 +53,13 @@ class Config:
     gpu_devices: tuple[int, ...] | None = None
     # Trained models kept loaded for predictions.
     predict_cache_size: int = 2
+    # A task whose base model is not on the server waits while it is pulled (false: 400 at create).
+    auto_download_base_models: bool = True
+    # The hub such a pull uses: huggingface (HF_ENDPOINT, HF_TOKEN) or modelscope (MODELSCOPE_ENDPOINT).
+    base_model_source: str = "huggingface"
+    # Tries in a row without progress before a pull gives up, and the first wait between them (doubling).
+    base_model_download_retries: int = 5
+    base_model_download_backoff_seconds: float = 1.0
     # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
     training_function: str = "bertd.training.loop:run_training"
 
@@ -99,6 +106,23 @@ def _parse_port(name: str, raw: str) -> int:
     value = _parse_positive_int(name, raw)
     if value > 65535:
         raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def _parse_non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _parse_source(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("huggingface", "modelscope"):
+        raise ConfigError(f"{name} must be huggingface or modelscope, got {raw!r}")
     return value
 
 
@@ -190,6 +214,10 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "CALLBACK_TIMEOUT_SECONDS": ("callback_timeout_seconds", _parse_non_negative_float),
     "CALLBACK_MAX_ATTEMPTS": ("callback_max_attempts", _parse_positive_int),
     "CALLBACK_BACKOFF_SECONDS": ("callback_backoff_seconds", _parse_non_negative_float),
+    "AUTO_DOWNLOAD_BASE_MODELS": ("auto_download_base_models", _parse_bool),
+    "BASE_MODEL_SOURCE": ("base_model_source", _parse_source),
+    "BASE_MODEL_DOWNLOAD_RETRIES": ("base_model_download_retries", _parse_non_negative_int),
+    "BASE_MODEL_DOWNLOAD_BACKOFF_SECONDS": ("base_model_download_backoff_seconds", _parse_non_negative_float),
 }
 
 
