@@ -286,3 +286,30 @@ def test_the_best_evaluation_is_by_macro_f1_then_lower_loss() -> None:
     assert best.entry is not None and best.entry["epoch"] == 4
     # Only what training changes is copied: the frozen weight is left out, its bias is not.
     assert set(best.state) == {"weight", "bias", "frozen.bias"}
+
+
+def test_train_val_split_zero_trains_on_every_row_and_saves_the_last_epoch(tmp_path: Path,
+                                                                          base_models_dir: Path) -> None:
+    messages: list = []
+    result = run_training(job_for(tmp_path, base_models_dir, "all", train_val_split=0, epochs=2), messages.append,
+                          lambda: False)
+    metrics = result.metrics
+    assert (metrics["train_rows"], metrics["validation_rows"]) == (90, 0)
+    assert metrics["model_selection"] == "last_epoch" and metrics["best_epoch"] == 2
+    assert (metrics["val_accuracy"], metrics["val_macro_f1"], metrics["val_loss"]) == (None, None, None)
+    assert (metrics["per_class"], metrics["confusion_matrix"]) == ({}, [])
+    assert [entry["epoch"] for entry in metrics["history"]] == [1, 2]
+    assert all(entry["val_accuracy"] is None and entry["train_loss"] > 0 for entry in metrics["history"])
+    epochs = [m for m in messages if m.type == "epoch"]
+    assert [(m.epoch, m.val_accuracy, m.is_best) for m in epochs] == [(1, None, True), (2, None, True)]
+    warnings = [m.message for m in messages if m.type == "warning"]
+    assert ("train_val_split is 0 and there is no validation_data_file: training on all 90 rows without validation "
+            "metrics; the last epoch is saved") in warnings
+    progress = [m for m in messages if m.type == "progress" and getattr(m, "phase", None) == "training"]
+    assert progress[-1].step == progress[-1].total_steps == 2 * 12  # 90 rows / batch 8
+
+    # The saved model is the last epoch's weights, a plain model that loads and predicts.
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=result.artifacts.model_path)
+    assert classifier("工厂烟囱排放化工废气。")[0]["label"] in metrics["labels"]

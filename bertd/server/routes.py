@@ -27,8 +27,10 @@ def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_post("/api/v1/files", files.upload_file)
     app.router.add_get("/api/v1/files", files.list_files)
     app.router.add_post("/api/v1/files/rescan", files.rescan_files)
-    app.router.add_get("/api/v1/files/{filename}", files.get_file)
-    app.router.add_delete("/api/v1/files/{filename}", files.delete_file)
+    # Never "rescan" (no upload has that name: it has no .xlsx/.csv suffix), so that the path
+    # /api/v1/files/rescan belongs to one resource and its 405 lists only POST.
+    app.router.add_get(r"/api/v1/files/{filename:(?!rescan$)[^/]+}", files.get_file)
+    app.router.add_delete(r"/api/v1/files/{filename:(?!rescan$)[^/]+}", files.delete_file)
 
     app.router.add_get("/api/v1/base-models", base_models.list_base_models)
     app.router.add_post("/api/v1/base-models", base_models.pull_base_model)
