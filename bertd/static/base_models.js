@@ -6,7 +6,16 @@
 
 const baseModels = new Map();  // name -> a line of GET /base-models, kept live from /api/v1/ws
 
+// A live message may overtake the answer of a request sent before it (a pull that fails at once
+// is announced before the POST's 202 arrives): what came live after a request was sent is newer
+// than its answer, so the answer does not overwrite it. `_liveAt` marks when a message came.
+function newerThanAnswer(name, sentAt) {
+  const known = baseModels.get(name);
+  return Boolean(known && known._liveAt >= sentAt);
+}
+
 async function loadBaseModels() {
+  const sentAt = performance.now();
   let listing;
   try {
     listing = await api("GET", "/base-models");
@@ -14,8 +23,13 @@ async function loadBaseModels() {
     if (error.status !== 401) showNotice(`Could not load the base models: ${error.message}`);
     return;
   }
-  baseModels.clear();
-  for (const entry of listing.base_models) baseModels.set(entry.name, entry);
+  const listed = new Set(listing.base_models.map((entry) => entry.name));
+  for (const name of [...baseModels.keys()]) {
+    if (!listed.has(name) && !newerThanAnswer(name, sentAt)) baseModels.delete(name);
+  }
+  for (const entry of listing.base_models) {
+    if (!newerThanAnswer(entry.name, sentAt)) baseModels.set(entry.name, entry);
+  }
   renderBaseModels();
 }
 
@@ -30,7 +44,7 @@ function onBaseModelSnapshot(entries) {
 function onBaseModelMessage(message) {
   const { type: _type, at: _at, ...entry } = message;
   if (entry.status === "deleted") baseModels.delete(entry.name);
-  else baseModels.set(entry.name, entry);
+  else baseModels.set(entry.name, { ...entry, _liveAt: performance.now() });
   renderBaseModels();
 }
 
@@ -112,10 +126,11 @@ async function onPull(event) {
   const body = { name, source: $("pull-source").value || null, revision: $("pull-revision").value.trim() || null };
   $("pull-button").disabled = true;
   $("pull-status").textContent = "Starting…";
+  const sentAt = performance.now();
   try {
     const { data } = await request("POST", "/base-models", body);
     const { message, ...entry } = data;
-    baseModels.set(entry.name, { ...(baseModels.get(entry.name) || {}), ...entry });
+    if (!newerThanAnswer(entry.name, sentAt)) baseModels.set(entry.name, entry);
     renderBaseModels();
     $("pull-status").textContent = message || "";
   } catch (error) {
