@@ -139,6 +139,8 @@ class Phase(enum.StrEnum):
     TRAINING = "training"
     EVALUATING = "evaluating"
     SAVING = "saving"
+    PAUSING = "pausing"  # a checkpoint at the next step, then the slot is freed
+    PAUSED = "paused"
     COMPLETED = "completed"
     FAILED = "failed"
     STOPPED = "stopped"
@@ -200,6 +202,9 @@ class TrainingJob(BaseModel):
     cpu_threads: int | None = None
     # "cuda:N" when the scheduler gave this job a GPU of its own; None: the first GPU, else the CPU.
     device: str | None = None
+    # Where the run keeps its checkpoints (one folder per task); it continues from the newest
+    # complete one found there. None: no checkpoints.
+    checkpoint_dir: str | None = None
 
 
 def partial_path(model_dir: Path) -> Path:
@@ -301,6 +306,12 @@ class TaskError(BaseModel):
     @property
     def text(self) -> str:
         return f"{self.message}; {self.hint}" if self.hint else self.message
+class Paused(Message):
+    """Stopped after writing a checkpoint: the task can continue from `epoch` / `step`."""
+
+    type: Literal["paused"] = "paused"
+    epoch: int
+    step: int
 
 
 class Failed(Message):
@@ -322,23 +333,67 @@ class Exited(Message):
     detail: str | None = None
 
 
+class CheckpointReport(Message):
+    """A checkpoint is complete on disk."""
+
+    type: Literal["checkpoint"] = "checkpoint"
+    epoch: int
+    step: int
+    size_bytes: int
+    seconds: float
+    path: str
+
+
+class CheckpointFailed(Message):
+    """A checkpoint could not be written (e.g. the disk is full); training goes on without it."""
+
+    type: Literal["checkpoint_failed"] = "checkpoint_failed"
+    epoch: int
+    step: int
+    reason: str
+
+
+class ResumedReport(Message):
+    """The run continues from a checkpoint instead of starting over."""
+
+    type: Literal["resumed"] = "resumed"
+    epoch: int  # the epoch the checkpoint was taken in
+    step: int
+    epoch_complete: bool
+
+
 WorkerMessage = Annotated[
-    ProgressReport | EvaluationReport | EpochReport | WarningReport | Completed | Stopped | Failed | Exited,
+    ProgressReport | EvaluationReport | EpochReport | WarningReport | CheckpointReport | CheckpointFailed
+    | ResumedReport | Completed | Stopped | Paused | Failed | Exited,
     Field(discriminator="type"),
 ]
 # Decodes a worker message from JSON (messages that travel through a broker).
 WORKER_MESSAGES: TypeAdapter[WorkerMessage] = TypeAdapter(WorkerMessage)
 
-Verdict = Completed | Stopped | Failed
-Report = Callable[[ProgressReport | EvaluationReport | EpochReport | WarningReport], None]
-ShouldStop = Callable[[], bool]
+Verdict = Completed | Stopped | Paused | Failed
+Report = Callable[[ProgressReport | EvaluationReport | EpochReport | WarningReport | CheckpointReport
+                   | CheckpointFailed | ResumedReport], None]
+
+
+class Interruption(enum.StrEnum):
+    """What the server asks of a running job."""
+
+    STOP = "stop"  # end now; nothing is kept
+    PAUSE = "pause"  # write a checkpoint at the next step, then end: the task can continue later
+
+
+# Polled every step: None to go on.
+ShouldStop = Callable[[], Interruption | None]
 
 
 class StopReason(enum.StrEnum):
     """Why the server asked a run to stop; decides what the task records."""
 
     REQUESTED = "requested"  # a user's stop or delete: the task ends `stopped`, no error
-    SHUTDOWN = "shutdown"  # the server is shutting down: `stopped`, saying so
+    PAUSE = "pause"  # a user's pause: the run checkpoints and the task becomes `paused`
+    # The server is shutting down: with RESUME_INTERRUPTED_TASKS the run checkpoints and the task goes
+    # back to the queue, to continue at the next start; otherwise it ends `stopped`, saying so.
+    SHUTDOWN = "shutdown"
 
 
 # ---- how a run ends ----------------------------------------------------------------------------
@@ -354,6 +409,13 @@ def add_base_model_hint(name: str) -> str:
     return (f"add it with `bertd pull {name}` or POST /api/v1/base-models {{\"name\": \"{name}\"}} (where the Hub "
             "cannot be reached, set HF_ENDPOINT=https://hf-mirror.com or pull with \"source\": \"modelscope\"), "
             f"or copy a model folder (config.json, weights, tokenizer) to BASE_MODELS_DIR/{name}")
+class TrainingPaused(Exception):
+    """A pause was requested and the checkpoint is written; the worker reports `paused`."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        super().__init__(f"paused at epoch {epoch}, step {step}")
+        self.epoch = epoch
+        self.step = step
 
 
 class TrainingInputError(ValueError):

@@ -108,7 +108,8 @@ async def test_a_task_waits_for_its_base_model_without_holding_up_the_queue(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Two tasks on the missing model share one download; a task behind them on a model that is
     here trains meanwhile (one slot); then both train, from the downloaded model, in their order."""
-    async with run_hub_standin({MODEL: repo}, chunk_delay=0.5, chunk_size=16 * 1024) as hub:
+    # 2 s between chunks: the download lasts until the test lets it go (chunk_delay 0 below).
+    async with run_hub_standin({MODEL: repo}, chunk_delay=2.0, chunk_size=16 * 1024) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         client = await make_client(base_models_dir=own_base_models_dir, max_concurrent_tasks=1)
         assert (await upload(client, csv_file)).status == 201
@@ -232,7 +233,7 @@ async def test_a_download_cut_by_a_restart_resumes_at_the_next_start(make_client
                                                                      own_base_models_dir: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     size = (repo / WEIGHTS).stat().st_size
-    async with run_hub_standin({MODEL: repo}, chunk_delay=0.01, chunk_size=16 * 1024) as hub:
+    async with run_hub_standin({MODEL: repo}, chunk_delay=0.2, chunk_size=16 * 1024) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         client = await make_client(base_models_dir=own_base_models_dir)
         assert (await client.post(BASE_MODELS, json={"name": MODEL})).status == 202

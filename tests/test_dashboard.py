@@ -225,7 +225,7 @@ def test_dashboard_asks_for_the_api_token(page: Page, tmp_path: Path, base_model
         page.click("#token-save")
         expect(page.locator("#auth-prompt")).to_be_hidden()
         expect(page.locator("#task-empty")).to_be_visible()
-        expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")  # ?token= on the WebSocket
+        expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")  # a ticket on the WebSocket
         assert page.evaluate("() => localStorage.getItem('bertd.apiToken')") == "s3cret-token"
 
         # Kept across reloads: no prompt the second time.

@@ -67,8 +67,8 @@ def test_the_wheel_carries_the_migrations(tmp_path: Path) -> None:
     assert expected <= set(names)
 
 
-async def test_migration_2_fills_updated_at_and_keeps_it_on_every_write(tmp_path: Path) -> None:
-    """A database of the first schema, with tasks, moves on: updated_at is filled from what the
+async def test_migration_3_fills_updated_at_and_keeps_it_on_every_write(tmp_path: Path) -> None:
+    """A database of the first schema, with tasks, moves on (through 0002 to 0003): updated_at is filled from what the
     row knew, then kept by the triggers whatever statement writes the row."""
     from bertd.state.db import apply_migrations
 

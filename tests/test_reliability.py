@@ -35,8 +35,10 @@ def wait_gone(pid: int, timeout: float) -> bool:
 @pytest.mark.slow
 def test_kill_9_then_restart_recovers_and_leaves_no_orphan(tmp_path: Path, base_models_dir: Path,
                                                            csv_file: Path) -> None:
+    """With RESUME_INTERRUPTED_TASKS=false, as before checkpoints: the interrupted task fails
+    (test_resume.py covers the default, where it continues)."""
     data_dir = tmp_path / "data"
-    server = start_server(data_dir, base_models_dir, tmp_path / "first.log")
+    server = start_server(data_dir, base_models_dir, tmp_path / "first.log", RESUME_INTERRUPTED_TASKS="false")
     try:
         assert server.upload(csv_file)[0] == 201
         _, interrupted = server.request("POST", TASKS, long_task(csv_file.name))
@@ -53,7 +55,7 @@ def test_kill_9_then_restart_recovers_and_leaves_no_orphan(tmp_path: Path, base_
         if server.process.poll() is None:
             server.process.kill()
 
-    restarted = start_server(data_dir, base_models_dir, tmp_path / "second.log")
+    restarted = start_server(data_dir, base_models_dir, tmp_path / "second.log", RESUME_INTERRUPTED_TASKS="false")
     try:
         status, failed = restarted.request("GET", f"{TASKS}/{interrupted['task_id']}")
         assert status == 200 and failed["status"] == "failed"
@@ -71,8 +73,9 @@ def test_kill_9_then_restart_recovers_and_leaves_no_orphan(tmp_path: Path, base_
 @pytest.mark.slow
 def test_sigterm_stops_training_records_it_and_exits_zero(tmp_path: Path, base_models_dir: Path,
                                                           csv_file: Path) -> None:
+    """With RESUME_INTERRUPTED_TASKS=false, as before checkpoints (test_resume.py: the default)."""
     data_dir = tmp_path / "data"
-    server = start_server(data_dir, base_models_dir, tmp_path / "server.log")
+    server = start_server(data_dir, base_models_dir, tmp_path / "server.log", RESUME_INTERRUPTED_TASKS="false")
     try:
         server.upload(csv_file)
         _, task = server.request("POST", TASKS, long_task(csv_file.name))

@@ -59,6 +59,10 @@ async def test_two_claims_of_one_task_give_it_to_exactly_one(store: Store) -> No
 
 def test_the_transition_table_is_what_the_contract_says() -> None:
     assert sources_of(TaskStatus.TRAINING) == (TaskStatus.QUEUED,)
-    assert set(sources_of(TaskStatus.STOPPED)) == {TaskStatus.QUEUED, TaskStatus.TRAINING, TaskStatus.STOPPING}
+    assert set(sources_of(TaskStatus.PAUSED)) == {TaskStatus.QUEUED, TaskStatus.TRAINING}
+    assert set(sources_of(TaskStatus.STOPPED)) == {TaskStatus.QUEUED, TaskStatus.TRAINING, TaskStatus.STOPPING,
+                                                   TaskStatus.PAUSED}
+    # Back to the queue: a paused task resumed, or a training one a restart interrupted.
+    assert set(sources_of(TaskStatus.QUEUED)) == {TaskStatus.PAUSED, TaskStatus.TRAINING}
     assert all(not ALLOWED_TRANSITIONS[status] for status in (TaskStatus.COMPLETED, TaskStatus.FAILED,
                                                              TaskStatus.STOPPED))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertd.protocol import Hyperparameters, LoraSettings, TrainingJob, TrainingStopped
+from bertd.protocol import Hyperparameters, Interruption, LoraSettings, TrainingJob, TrainingStopped
 from bertd.training.loop import run_training
 from bertd.training.metrics import classification_report
 
@@ -64,7 +64,8 @@ def test_the_stop_flag_is_checked_every_step(tmp_path: Path, base_models_dir: Pa
             steps.append(message.step)
 
     with pytest.raises(TrainingStopped):
-        run_training(job_for(tmp_path, base_models_dir, "s"), report, lambda: len(steps) >= 2)
+        run_training(job_for(tmp_path, base_models_dir, "s"), report,
+                     lambda: Interruption.STOP if len(steps) >= 2 else None)
     assert steps == [1, 2]
     assert not (tmp_path / "s").exists()
 

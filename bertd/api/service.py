@@ -36,6 +36,7 @@ async def health(request: web.Request) -> web.Response:
         "max_concurrent_tasks": request.app[CONFIG].max_concurrent_tasks,
         "training": counts["training"] + counts["stopping"],
         "queued": counts["queued"],
+        "paused": counts["paused"],
         "running_workers": request.app[SCHEDULER].running_count,
     })
 

@@ -174,6 +174,35 @@ async def stop_task(request: web.Request) -> web.Response:
     return json_response({**stopped.to_json(), "message": message}, status=202)
 
 
+async def pause_task(request: web.Request) -> web.Response:
+    store, scheduler = request.app[STORE], request.app[SCHEDULER]
+    task = await task_or_404(store, request.match_info["task_id"])
+    if task.status not in (TaskStatus.QUEUED, TaskStatus.TRAINING) or scheduler.pausing(task.task_id):
+        state = "is already pausing or stopping" if task.status == TaskStatus.TRAINING else f"is {task.status}"
+        raise conflict(f"task {task.task_id} {state}; only a queued or training task can be paused",
+                       status=str(task.status))
+    paused = await scheduler.pause(task.task_id)
+    if paused is None:
+        raise not_found(f"no training task with task_id {task.task_id!r}")
+    message = ("task paused" if paused.status == TaskStatus.PAUSED else
+               "pause requested; the task writes a checkpoint at its next step, then frees its slot and is paused")
+    return json_response({**paused.to_json(), "message": message}, status=202)
+
+
+async def resume_task(request: web.Request) -> web.Response:
+    store, scheduler = request.app[STORE], request.app[SCHEDULER]
+    task = await task_or_404(store, request.match_info["task_id"])
+    if task.status != TaskStatus.PAUSED:
+        raise conflict(f"task {task.task_id} is {task.status}; only a paused task can be resumed",
+                       status=str(task.status))
+    resumed = await scheduler.resume(task.task_id)
+    if resumed is None:
+        raise not_found(f"no training task with task_id {task.task_id!r}")
+    where = "it continues from its checkpoint" if resumed.checkpoint else "it starts from the beginning"
+    return json_response({**resumed.to_json(), "message": f"task queued again at position "
+                                                          f"{resumed.queue_position}; {where}"}, status=202)
+
+
 async def delete_task(request: web.Request) -> web.Response:
     scheduler = request.app[SCHEDULER]
     task = await task_or_404(request.app[STORE], request.match_info["task_id"])

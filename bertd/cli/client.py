@@ -71,6 +71,12 @@ class Client:
     async def stop(self, task_id: str) -> dict[str, Any]:
         return await self._call("POST", f"{TASKS}/{task_id}/stop")
 
+    async def pause(self, task_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"{TASKS}/{task_id}/pause")
+
+    async def resume(self, task_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"{TASKS}/{task_id}/resume")
+
     async def delete(self, task_id: str) -> dict[str, Any]:
         return await self._call("DELETE", f"{TASKS}/{task_id}")
 
@@ -112,9 +118,9 @@ class Client:
 
     async def _stream(self, path: str, what: str) -> AsyncIterator[dict[str, Any]]:
         assert self.session is not None
-        params = {"token": self.token} if self.token else {}
+        # The handshake carries the session's Authorization header: the token never goes into the URL.
         try:
-            async with self.session.ws_connect(path, params=params, heartbeat=30) as socket:
+            async with self.session.ws_connect(path, heartbeat=30) as socket:
                 async for message in socket:
                     if message.type != aiohttp.WSMsgType.TEXT:
                         break
@@ -184,8 +190,15 @@ def progress_line(task: dict[str, Any], width: int = 24) -> str:
     return "  ".join(parts)
 
 
-async def follow(client: Client, task_id: str, show: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Apply the stream to a local copy of the task, call `show` on every change; the final task."""
+def resumed_line(message: dict[str, Any]) -> str:
+    where = "the end of" if message.get("epoch_complete") else "within"
+    return f"continues from its checkpoint at {where} epoch {message['epoch']} (step {message['step']})"
+
+
+async def follow(client: Client, task_id: str, show: Callable[[dict[str, Any]], None],
+                 note: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Apply the stream to a local copy of the task, call `show` on every change and `note` with a
+    line for events worth a line of their own (a resume); the task once it ends or is paused."""
     task: dict[str, Any] = {}
     async for message in client.watch(task_id):
         kind = message["type"]
@@ -198,5 +211,9 @@ async def follow(client: Client, task_id: str, show: Callable[[dict[str, Any]], 
         elif kind == "epoch":
             task.setdefault("progress", {}).update(
                 {k: message[k] for k in ("val_accuracy", "val_macro_f1", "val_loss") if k in message})
+        elif kind == "resumed":
+            note(resumed_line(message))
         show(task)
+        if task.get("status") == "paused":  # nothing more comes until someone resumes it
+            break
     return task

@@ -27,6 +27,11 @@ def describe_task(task: dict[str, Any]) -> str:
              f"  {progress_line(task)}"]
     if task.get("queue_position"):
         lines.append(f"  queue position {task['queue_position']}")
+    if task.get("checkpoint"):
+        checkpoint = task["checkpoint"]
+        lines.append(f"  checkpoint: epoch {checkpoint['epoch']}, step {checkpoint['step']} ({checkpoint['at']})")
+    if task.get("interruptions"):
+        lines.append(f"  continued after {task['interruptions']} restart(s) of the server")
     metrics = task.get("metrics")
     if metrics and metrics.get("val_accuracy") is not None:
         lines.append(f"  best epoch {metrics['best_epoch']}: val_accuracy {metrics['val_accuracy']:.4f}, "
@@ -58,7 +63,11 @@ async def watch_until_end(client: Client, task_id: str, arguments: argparse.Name
         if interactive:
             print(f"\r{line[:150]:<150}", end="", flush=True)
 
-    task = await follow(client, task_id, show)
+    def note(line: str) -> None:
+        if not arguments.json:
+            print(f"\r{line:<150}" if interactive else line, flush=True)
+
+    task = await follow(client, task_id, show, note)
     if not arguments.json:
         if interactive:
             print()
@@ -103,7 +112,7 @@ async def run(arguments: argparse.Namespace) -> int:
             final = await watch_until_end(client, task["task_id"], arguments)
             if arguments.json:
                 emit(arguments, final, "")
-            return 0 if final["status"] == "completed" else 1
+            return 0 if final["status"] in ("completed", "paused") else 1
         elif command == "tasks":
             listing = await client.tasks(arguments.status)
             rows = [f"{t['task_id']}  {t['status']:<9}  {t['created_at']}  {t['model_name_en']:<20}  "
@@ -116,9 +125,9 @@ async def run(arguments: argparse.Namespace) -> int:
             final = await watch_until_end(client, arguments.task_id, arguments)
             if arguments.json:
                 emit(arguments, final, "")
-            return 0 if final["status"] == "completed" else 1
-        elif command == "stop":
-            task = await client.stop(arguments.task_id)
+            return 0 if final["status"] in ("completed", "paused") else 1
+        elif command in ("stop", "pause", "resume"):
+            task = await getattr(client, command)(arguments.task_id)
             emit(arguments, task, f"task {task['task_id']} {task['status']}: {task.get('message', '')}")
         elif command == "rm":
             result = await client.delete(arguments.task_id)
@@ -165,8 +174,10 @@ def add_client_commands(commands: argparse._SubParsersAction, environment: dict[
 
     tasks = commands.add_parser("tasks", parents=[common], help="list tasks, newest first")
     tasks.add_argument("--status", choices=[str(status) for status in TaskStatus])
-    for name, help_text in (("show", "show one task"), ("watch", "live progress until the task ends"),
-                            ("stop", "stop a task"), ("rm", "stop if needed, then delete a task")):
+    for name, help_text in (("show", "show one task"), ("watch", "live progress until the task ends or is paused"),
+                            ("stop", "stop a task"), ("pause", "checkpoint a task and free its slot"),
+                            ("resume", "queue a paused task again, to continue from its checkpoint"),
+                            ("rm", "stop if needed, then delete a task")):
         command = commands.add_parser(name, parents=[common], help=help_text)
         command.add_argument("task_id")
     predict = commands.add_parser("predict", parents=[common], help="classify texts with a completed task's model")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from loguru import logger
 
-from bertd.protocol import EpochReport, EvaluationReport, Progress
+from bertd.protocol import CheckpointReport, EpochReport, EvaluationReport, Progress
 from bertd.runtime.callbacks import CallbackSender
 from bertd.runtime.hub import Hub
 from bertd.runtime.telemetry import ServiceMetrics, observe_task_end
@@ -67,3 +67,17 @@ class Announcer:
     def warning(self, task_id: str, message: str) -> None:
         logger.warning("task {}: {}", task_id, message)
         self._hub.publish(task_id, {"type": "warning", "message": message})
+
+    def checkpoint(self, task_id: str, report: CheckpointReport) -> None:
+        self._metrics.checkpoints_written.inc()
+        self._metrics.checkpoint_seconds.observe(report.seconds)
+        logger.debug("task {} checkpoint of epoch {}, step {}: {:.1f} MB in {:.2f} s", task_id, report.epoch,
+                     report.step, report.size_bytes / 2**20, report.seconds)
+
+    def checkpoint_failed(self, task_id: str, message: str) -> None:
+        self._metrics.checkpoint_failures.inc()
+        self.warning(task_id, message)
+
+    def resumed(self, task_id: str, data: dict) -> None:
+        logger.info("task {} continues from its checkpoint of epoch {}, step {}", task_id, data["epoch"], data["step"])
+        self._hub.publish(task_id, {"type": "resumed", **data})

@@ -28,6 +28,11 @@ class Run(Protocol):
         exited after the grace period it is terminated, then killed. Calling it again is harmless."""
         ...
 
+    def pause(self) -> None:
+        """Ask the run to write a checkpoint at its next step and then stop (ended for certain as by
+        `stop`, should it not)."""
+        ...
+
 
 class Executor(Protocol):
     def start(self, job: TrainingJob) -> Run:

@@ -14,6 +14,8 @@ class JobSettings:
     uploads_dir: Path
     base_models_dir: Path
     models_dir: Path
+    # None: runs write no checkpoints.
+    checkpoints_dir: Path | None
     # Seconds between two progress reports of a worker (epoch ends always report).
     report_interval: float
     # torch threads per task on the CPU: the cores shared among the slots.
@@ -32,4 +34,5 @@ class JobSettings:
             report_interval=self.report_interval,
             cpu_threads=self.cpu_threads,
             device=device,
+            checkpoint_dir=str(self.checkpoints_dir / task.task_id) if self.checkpoints_dir else None,
         )

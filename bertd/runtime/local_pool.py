@@ -54,6 +54,7 @@ class LocalRun:
     task_id: str
     process: SpawnProcess
     stop_event: Event
+    pause_event: Event
     policy: StopPolicy
     # Filled by the pump thread: the worker's messages, then one Exited.
     inbox: asyncio.Queue[WorkerMessage] = field(default_factory=asyncio.Queue)
@@ -69,6 +70,13 @@ class LocalRun:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._make_sure_it_ends()
+
+    def pause(self) -> None:
+        self.pause_event.set()
+        self._make_sure_it_ends()
+
+    def _make_sure_it_ends(self) -> None:
         if self._escalation is None:
             self._escalation = asyncio.create_task(self._end_for_certain(), name=f"stop-{self.task_id[:8]}")
 
@@ -101,6 +109,7 @@ class IdleWorker:
     jobs: Connection  # the server's end: the job goes here
     reports: Connection  # the server's end: the worker's messages come from here
     stop_event: Event
+    pause_event: Event
 
 
 def _pump(connection: Connection, run: LocalRun, loop: asyncio.AbstractEventLoop) -> None:
@@ -146,11 +155,11 @@ class LocalPool:
     def _spawn(self) -> IdleWorker:
         report_reader, report_writer = SPAWN.Pipe(duplex=False)
         job_reader, job_writer = SPAWN.Pipe(duplex=False)
-        stop_event = SPAWN.Event()
+        stop_event, pause_event = SPAWN.Event(), SPAWN.Event()
         process = SPAWN.Process(
             target=worker_main,
-            args=(job_reader, report_writer, stop_event, self._training_function, self._log_level, os.getpid(),
-                  self._cpus),
+            args=(job_reader, report_writer, stop_event, pause_event, self._training_function, self._log_level,
+                  os.getpid(), self._cpus),
             name="bertd-worker",
             daemon=True,
         )
@@ -160,7 +169,7 @@ class LocalPool:
             # Only the child may hold these ends, or EOF would never reach either side.
             report_writer.close()
             job_reader.close()
-        return IdleWorker(process, job_writer, report_reader, stop_event)
+        return IdleWorker(process, job_writer, report_reader, stop_event, pause_event)
 
     def warm_up(self) -> None:
         """Start the spare now, so the next job does not wait for imports either."""
@@ -175,7 +184,7 @@ class LocalPool:
         if worker is None:
             worker = self._spawn()
         loop = asyncio.get_running_loop()
-        run = LocalRun(job.task_id, worker.process, worker.stop_event, self._policy)
+        run = LocalRun(job.task_id, worker.process, worker.stop_event, worker.pause_event, self._policy)
         try:
             worker.jobs.send(job)
         except OSError:

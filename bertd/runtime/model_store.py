@@ -1,5 +1,6 @@
-"""The trained models on disk: one folder per task under MODELS_DIR, the .partial sibling a run
-writes first, and the .tar.gz built for downloads. The scheduler is the only one that removes them."""
+"""What runs leave on disk: one model folder per task under MODELS_DIR, the .partial sibling a run
+writes first, the .tar.gz built for downloads, and the task's checkpoints (DATA_DIR/checkpoints/
+<task_id>/). The scheduler is the only one that removes them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,21 @@ from bertd.protocol import partial_path
 
 
 class ModelStore:
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, checkpoints_dir: Path) -> None:
         self.models_dir = models_dir
+        self.checkpoints_dir = checkpoints_dir
+
+    def checkpoint_dir(self, task_id: str) -> Path:
+        return self.checkpoints_dir / task_id
+
+    def remove_checkpoints(self, task_id: str) -> None:
+        shutil.rmtree(self.checkpoint_dir(task_id), ignore_errors=True)
+
+    def checkpoint_bytes(self) -> int:
+        """What every task's checkpoints take on disk."""
+        if not self.checkpoints_dir.is_dir():
+            return 0
+        return sum(path.stat().st_size for path in self.checkpoints_dir.rglob("*") if path.is_file())
 
     def model_dir(self, task_id: str) -> Path:
         return self.models_dir / task_id

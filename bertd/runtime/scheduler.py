@@ -1,14 +1,16 @@
-"""Admission, FIFO dispatch to the executor, stop and delete, and the end of every run.
+"""Admission, dispatch to the executor, stop, pause, resume and delete, and the end of every run.
 
-The queue itself lives in SQLite (status 'queued', ordered by seq), so it survives restarts. Every
-status change is written first, then announced; a run's ending is written under asyncio.shield so
-that shutting down cannot lose it. The scheduler is the only one that removes model folders."""
+The queue itself lives in SQLite (status 'queued', in priority then seq order), so it survives
+restarts. Every status change is written first, then announced; a run's ending is written under
+asyncio.shield so that shutting down cannot lose it. The scheduler is the only one that removes
+model folders and checkpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from loguru import logger
 
@@ -18,6 +20,7 @@ from bertd.runtime.executor import Executor
 from bertd.runtime.gpus import GpuAssigner
 from bertd.runtime.jobs import JobSettings
 from bertd.runtime.model_store import ModelStore
+from bertd.runtime.resume_policy import ResumePolicy
 from bertd.runtime.supervisor import ActiveRun, ending_of, follow
 from bertd.state.records import RUNNING_STATUSES, TaskRecord, TaskStatus, utc_now
 from bertd.state.store import Store
@@ -29,9 +32,8 @@ class ShuttingDown(Exception):
 
 class Scheduler:
     def __init__(self, store: Store, executor: Executor, announcer: Announcer, model_store: ModelStore, *,
-                 slots: int, max_queued: int, jobs: JobSettings, gpus: GpuAssigner,
-                 progress_write_interval: float,
-                 next_task: Callable[[], Awaitable[TaskRecord | None]] | None = None) -> None:
+                 slots: int, max_queued: int, jobs: JobSettings, gpus: GpuAssigner, progress_write_interval: float,
+                 resume: ResumePolicy, next_task: Callable[[], Awaitable[TaskRecord | None]] | None = None) -> None:
         self._store = store
         self._executor = executor
         self._announcer = announcer
@@ -41,9 +43,10 @@ class Scheduler:
         self._jobs = jobs
         self._gpus = gpus
         self._progress_write_interval = progress_write_interval
-        # Which queued task starts next: the oldest by default; the base model gate passes over
-        # tasks whose base model is still downloading (runtime/base_models/gate.py).
-        self._next_task = next_task or store.oldest_queued
+        self._resume = resume
+        # Which queued task starts next: by default the first in dispatch order; the base model gate
+        # passes over tasks whose base model is still downloading (runtime/base_models/gate.py).
+        self._next_task = next_task or store.next_queued
         self._active: dict[str, ActiveRun] = {}
         self._followers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -61,9 +64,9 @@ class Scheduler:
     # ---- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._fail_interrupted_tasks()
-        # Every queued task has a live state in the hub, so subscribers never race the database.
-        for task in await self._store.tasks_in((TaskStatus.QUEUED,)):
+        await self._recover_interrupted_tasks()
+        # Every active task has a live state in the hub, so subscribers never race the database.
+        for task in await self._store.tasks_in((TaskStatus.QUEUED, TaskStatus.PAUSED)):
             self._announcer.live_status(task)
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
         self._wake.set()
@@ -74,11 +77,12 @@ class Scheduler:
         self._wake.set()
 
     def begin_shutdown(self) -> None:
-        """Stop admitting and starting tasks; running ones are stopped by close()."""
+        """Stop admitting and starting tasks; running ones are dealt with by close()."""
         self._closing = True
 
     async def close(self) -> None:
-        """Stop admitting, ask every run to stop (the executor ends them for certain), record each."""
+        """Stop admitting; ask every run to checkpoint and stop (or just to stop, when interrupted
+        tasks do not continue); the executor ends them for certain; record each."""
         self._closing = True
         if self._dispatcher is not None:
             self._dispatcher.cancel()
@@ -86,29 +90,29 @@ class Scheduler:
         running = list(self._active.values())
         started = time.monotonic()
         for active in running:
-            self._request_stop(active, StopReason.SHUTDOWN)
+            self._interrupt(active, StopReason.SHUTDOWN)
         if self._followers:
             await asyncio.gather(*self._followers, return_exceptions=True)
         await self._executor.close()
         outcomes = [await self._store.get_task(active.task_id) for active in running]
         counts = {status: sum(1 for task in outcomes if task and task.status == status) for status in TaskStatus}
         queued = len(await self._store.tasks_in((TaskStatus.QUEUED,)))
-        logger.info("shutdown: {} running task(s) in {:.1f} s: {} stopped, {} failed, {} completed; "
-                    "{} queued task(s) kept for the next start", len(running), time.monotonic() - started,
-                    counts[TaskStatus.STOPPED], counts[TaskStatus.FAILED], counts[TaskStatus.COMPLETED], queued)
+        logger.info("shutdown: {} running task(s) in {:.1f} s: {} requeued to continue, {} stopped, {} failed, "
+                    "{} completed; {} queued task(s) kept for the next start", len(running),
+                    time.monotonic() - started, counts[TaskStatus.QUEUED], counts[TaskStatus.STOPPED],
+                    counts[TaskStatus.FAILED], counts[TaskStatus.COMPLETED], queued)
 
-    async def _fail_interrupted_tasks(self) -> None:
-        """Tasks left training or stopping by a crash cannot be resumed: end them as failed."""
+    async def _recover_interrupted_tasks(self) -> None:
+        """Tasks left training or stopping by a crash: back to the queue to continue from their
+        last checkpoint, or (RESUME_INTERRUPTED_TASKS=false) ended as failed."""
         for task in await self._store.tasks_in(tuple(RUNNING_STATUSES)):
-            error = TaskError(code="interrupted", message=f"bertd stopped while this task was training (during epoch "
-                                                          f"{task.current_progress.current_epoch})",
-                              hint="create it again to retry")
-            message = error.text
-            updated = await self._store.transition(task.task_id, TaskStatus.FAILED, error_message=message, error=error,
-                                                   finished_at=utc_now(), event_data={"reason": "recovery"})
-            self._models.remove(task.task_id)
-            if updated is not None:
-                self._announcer.transition(task.status, updated, message)
+            target, fields = self._resume.after_crash(task)
+            updated = await self._store.transition(task.task_id, target, event_data={"reason": "recovery"},
+                                                   **self._ending_fields(target, fields))
+            if updated is None:
+                continue
+            self._tidy_up(updated)
+            self._announcer.transition(task.status, updated, updated.error_message or "continues after the restart")
 
     # ---- admission and dispatch --------------------------------------------------------------
 
@@ -133,9 +137,9 @@ class Scheduler:
 
     async def _launch(self, task: TaskRecord) -> None:
         progress = task.current_progress.updated(phase=Phase.STARTING)
-        claimed = await self._store.transition(task.task_id, TaskStatus.TRAINING, started_at=utc_now(),
-                                               progress=progress)
-        if claimed is None:  # stopped or deleted between the read and the claim
+        claimed = await self._store.transition(task.task_id, TaskStatus.TRAINING, started_at=task.started_at or
+                                               utc_now(), progress=progress)
+        if claimed is None:  # stopped, paused or deleted between the read and the claim
             return
         self._announcer.transition(TaskStatus.QUEUED, claimed)
         job = self._jobs.job_for(claimed, self._gpus.assign(claimed.task_id))
@@ -163,45 +167,75 @@ class Scheduler:
 
     async def _conclude(self, active: ActiveRun) -> None:
         try:
-            ending = ending_of(active)
+            ending = ending_of(active, self._resume.enabled)
             if ending.traceback:
                 logger.error("task {} worker traceback:\n{}", active.task_id, ending.traceback.rstrip())
-            if not ending.keeps_model:
-                self._models.remove(active.task_id)
-            await self._end(active.task, ending.status, progress=ending.progress, error_message=ending.error_message,
-                            error=ending.error, metrics=ending.metrics, artifacts=ending.artifacts)
+            target, fields = ending.status, {"progress": ending.progress, "error_message": ending.error_message,
+                                             "error": ending.error, "metrics": ending.metrics,
+                                             "artifacts": ending.artifacts}
+            if target == TaskStatus.QUEUED:
+                current = await self._store.get_task(active.task_id)
+                target, fields = self._resume.after_interruption(current or active.task, "a shutdown of the server")
+            updated = await self._end(active.task, target, **fields)
+            if updated is not None:
+                self._tidy_up(updated)
         finally:
             self._gpus.release(active.task_id)
             self._active.pop(active.task_id, None)
             active.finished.set()
             self._wake.set()
 
-    async def _end(self, task: TaskRecord, target: TaskStatus, **fields: object) -> TaskRecord | None:
+    def _tidy_up(self, task: TaskRecord) -> None:
+        """What a task no longer needs on disk: a model that was not completed; checkpoints once the
+        task has ended (unless KEEP_CHECKPOINTS)."""
+        if task.status != TaskStatus.COMPLETED and task.status not in (TaskStatus.PAUSED, TaskStatus.QUEUED):
+            self._models.remove(task.task_id)
+        if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED) \
+                and not self._resume.keep_checkpoints:
+            self._models.remove_checkpoints(task.task_id)
+
+    def _ending_fields(self, target: TaskStatus, fields: dict[str, Any]) -> dict[str, Any]:
+        """The columns to set with a transition: None values are left out; an ended task gets its
+        finished_at, and loses its checkpoint (removed from disk by `_tidy_up`)."""
+        ended: dict[str, Any] = {}
+        if target in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED):
+            ended["finished_at"] = utc_now()
+            if not self._resume.keep_checkpoints:
+                ended["checkpoint"] = None
+        return {**ended, **{name: value for name, value in fields.items() if value is not None}}
+
+    async def _end(self, task: TaskRecord, target: TaskStatus, **fields: Any) -> TaskRecord | None:
         before = await self._store.get_task(task.task_id)
-        fields = {name: value for name, value in fields.items() if value is not None}
-        updated = await self._store.transition(task.task_id, target, finished_at=utc_now(), **fields)
+        updated = await self._store.transition(task.task_id, target, **self._ending_fields(target, fields))
         if updated is None:
             return None
         self._announcer.transition(before.status if before else "?", updated, updated.error_message or "")
         return updated
 
-    # ---- stop and delete ---------------------------------------------------------------------
+    # ---- stop, pause, resume and delete ------------------------------------------------------
 
-    def _request_stop(self, active: ActiveRun, reason: StopReason) -> None:
-        if active.stop_reason is None:
+    def _interrupt(self, active: ActiveRun, reason: StopReason) -> None:
+        """Ask the run to end: with a checkpoint first for a pause, and for a shutdown when
+        interrupted tasks continue; a user's stop overrides a pause under way."""
+        if active.stop_reason is None or reason == StopReason.REQUESTED:
             active.stop_reason = reason
-        active.run.stop()
+        if active.stop_reason == StopReason.PAUSE or (active.stop_reason == StopReason.SHUTDOWN
+                                                       and self._resume.enabled):
+            active.run.pause()
+        else:
+            active.run.stop()
 
     async def stop(self, task_id: str) -> TaskRecord | None:
-        """Stop a task: a queued one at once, a training one through its run.
+        """Stop a task: a queued or paused one at once, a training one through its run.
         Returns the task as it now is, or None if it does not exist."""
         task = await self._store.get_task(task_id)
         if task is None:
             return None
-        if task.status == TaskStatus.QUEUED:
+        if task.status in (TaskStatus.QUEUED, TaskStatus.PAUSED):
             ended = await self._end(task, TaskStatus.STOPPED, progress=task.current_progress.updated(
                 phase=Phase.STOPPED))
             if ended is not None:
+                self._tidy_up(ended)
                 return ended
             task = await self._store.get_task(task_id)  # it was claimed meanwhile: stop its run
             if task is None:
@@ -212,9 +246,45 @@ class Scheduler:
                 self._announcer.transition(TaskStatus.TRAINING, updated)
                 active = self._active.get(task_id)
                 if active is not None:
-                    self._request_stop(active, StopReason.REQUESTED)
+                    self._interrupt(active, StopReason.REQUESTED)
                 return updated
         return await self._store.get_task(task_id)
+
+    async def pause(self, task_id: str) -> TaskRecord | None:
+        """Pause a task: a queued one at once; a training one checkpoints at its next step, frees
+        its slot and becomes `paused`. The task as it now is (None if it does not exist)."""
+        task = await self._store.get_task(task_id)
+        if task is None:
+            return None
+        if task.status == TaskStatus.QUEUED:
+            paused = await self._end(task, TaskStatus.PAUSED,
+                                     progress=task.current_progress.updated(phase=Phase.PAUSED))
+            if paused is not None:
+                return paused
+            task = await self._store.get_task(task_id)  # it was claimed meanwhile: pause its run
+            if task is None:
+                return None
+        active = self._active.get(task_id)
+        if task.status == TaskStatus.TRAINING and active is not None and active.stop_reason is None:
+            self._interrupt(active, StopReason.PAUSE)
+            active.progress = active.progress.updated(phase=Phase.PAUSING)
+            await self._store.set_progress(task_id, active.progress)
+            self._announcer.progress(task_id, active.progress)
+            logger.info("task {} pausing: a checkpoint at its next step, then its slot is freed", task_id)
+        return await self._store.get_task(task_id)
+
+    async def resume(self, task_id: str) -> TaskRecord | None:
+        """Queue a paused task again: it keeps its place (seq) and continues from its checkpoint."""
+        task = await self._store.get_task(task_id)
+        if task is None or task.status != TaskStatus.PAUSED:
+            return task
+        queued = await self._end(task, TaskStatus.QUEUED, progress=task.current_progress.updated(phase=Phase.QUEUED))
+        self._wake.set()
+        return queued or await self._store.get_task(task_id)
+
+    def pausing(self, task_id: str) -> bool:
+        active = self._active.get(task_id)
+        return active is not None and active.stop_reason is not None
 
     async def wait_until_finished(self, task_id: str) -> None:
         active = self._active.get(task_id)
@@ -222,14 +292,14 @@ class Scheduler:
             await active.finished.wait()
 
     async def delete(self, task_id: str) -> bool:
-        """Stop the task if it is active, then remove its record, events and model."""
+        """Stop the task if it is active, then remove its record, events, model and checkpoints."""
         task = await self.stop(task_id)
         if task is None:
             return False
         await self.wait_until_finished(task_id)
         deleted = await self._store.delete_task(task_id)
         self._models.remove(task_id)
+        self._models.remove_checkpoints(task_id)
         if deleted:
             logger.info("task {} deleted", task_id)
         return deleted
-

@@ -10,14 +10,18 @@ from dataclasses import dataclass, field
 from bertd.protocol import (
     PROGRESS_FIELDS,
     Artifacts,
+    CheckpointFailed,
+    CheckpointReport,
     Completed,
     EpochReport,
     EvaluationReport,
     Exited,
     Failed,
+    Paused,
     Phase,
     Progress,
     ProgressReport,
+    ResumedReport,
     Stopped,
     StopReason,
     TaskError,
@@ -26,7 +30,7 @@ from bertd.protocol import (
 )
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.executor import Run
-from bertd.state.records import TaskRecord, TaskStatus
+from bertd.state.records import TaskRecord, TaskStatus, utc_now
 from bertd.state.store import Store
 
 
@@ -40,6 +44,9 @@ class ActiveRun:
     stop_reason: StopReason | None = None
     verdict: Verdict | None = None
     exited: Exited | None = None
+    # Epoch and evaluation results up to this step were recorded (and called back) already: a run
+    # continuing from a checkpoint may report some of them again.
+    reported_step: int = 0
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -69,9 +76,14 @@ class Ending:
     def error_message(self) -> str | None:
         return self.error.text if self.error is not None else self.stop_message
 
+    @property
+    def keeps_checkpoint(self) -> bool:
+        """Paused and requeued tasks continue from it; an ended task needs it no more."""
+        return self.status in (TaskStatus.PAUSED, TaskStatus.QUEUED)
 
-def ending_of(active: ActiveRun) -> Ending:
-    progress = active.progress
+
+def ending_of(active: ActiveRun, resume_after_shutdown: bool) -> Ending:
+    progress, reason = active.progress, active.stop_reason
     match active.verdict:
         case Completed(metrics=metrics, artifacts=artifacts):
             return Ending(TaskStatus.COMPLETED, progress.updated(phase=Phase.COMPLETED, progress_percentage=100.0,
@@ -81,10 +93,15 @@ def ending_of(active: ActiveRun) -> Ending:
             return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED),
                           error=detail or TaskError(code="training_error", message=error),
                           traceback=None if expected else traceback)
-        case Stopped() | None if active.stop_reason is not None or isinstance(active.verdict, Stopped):
-            message = ("the server shut down while it was training" if active.stop_reason == StopReason.SHUTDOWN
-                       else None)
-            return Ending(TaskStatus.STOPPED, progress.updated(phase=Phase.STOPPED), stop_message=message)
+        case Paused() if reason == StopReason.PAUSE:
+            return Ending(TaskStatus.PAUSED, progress.updated(phase=Phase.PAUSED, eta_seconds=None))
+    if reason == StopReason.SHUTDOWN and resume_after_shutdown:
+        # Whatever the run managed (a checkpoint, or none: then it starts over), it goes on at the next start.
+        return Ending(TaskStatus.QUEUED, progress.updated(phase=Phase.QUEUED, eta_seconds=None,
+                                                          samples_per_second=None))
+    if reason is not None or isinstance(active.verdict, Stopped | Paused):
+        message = "the server shut down while it was training" if reason == StopReason.SHUTDOWN else None
+        return Ending(TaskStatus.STOPPED, progress.updated(phase=Phase.STOPPED), stop_message=message)
     detail = active.exited.detail if active.exited else "an unknown exit status"
     return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error=TaskError(
         code="worker_died",
@@ -112,29 +129,51 @@ async def follow(active: ActiveRun, store: Store, announcer: Announcer, write_in
     whoever concludes the task after a cancellation knows as much as possible)."""
     task_id = active.task_id
     writer = ProgressWriter(store, write_interval)
+    active.reported_step = await store.last_reported_step(task_id)
     async for message in active.run.messages():
         match message:
             case ProgressReport():
-                phase_changed = message.phase != active.progress.phase
-                active.progress = active.progress.updated(**message.changes())
+                # A pause under way shows until the run ends, whatever phase the worker reports.
+                changes = message.changes()
+                if active.stop_reason == StopReason.PAUSE:
+                    changes["phase"] = Phase.PAUSING
+                phase_changed = changes.get("phase", active.progress.phase) != active.progress.phase
+                active.progress = active.progress.updated(**changes)
                 announcer.progress(task_id, active.progress)
                 await writer.write(task_id, active.progress, urgent=phase_changed)
             case EpochReport():
-                # Evaluation is over; the worker says "saving" if this was the last epoch.
                 shared = {name: value for name, value in message.model_dump().items() if name in PROGRESS_FIELDS}
-                active.progress = active.progress.updated(**shared, phase=Phase.TRAINING,
-                                                          current_epoch=message.epoch)
+                # Evaluation is over; the worker says "saving" if this was the last epoch.
+                active.progress = active.progress.updated(**shared, phase=Phase.TRAINING, current_epoch=message.epoch)
                 await writer.write(task_id, active.progress, urgent=True)
-                await store.add_event(task_id, "epoch", message.model_dump(mode="json", exclude={"type",
-                                                                                                  "total_epochs"}))
-                announcer.epoch(active.task, message)
+                if message.step > active.reported_step:
+                    active.reported_step = message.step
+                    await store.add_event(task_id, "epoch", message.model_dump(mode="json",
+                                                                               exclude={"type", "total_epochs"}))
+                    announcer.epoch(active.task, message)
             case EvaluationReport():
-                await store.add_event(task_id, "evaluation", message.model_dump(mode="json", exclude={"type"}))
-                announcer.evaluation(task_id, message)
+                if message.step > active.reported_step:
+                    active.reported_step = message.step
+                    await store.add_event(task_id, "evaluation", message.model_dump(mode="json", exclude={"type"}))
+                    announcer.evaluation(task_id, message)
             case WarningReport():
                 await store.add_event(task_id, "warning", {"message": message.message})
                 announcer.warning(task_id, message.message)
-            case Completed() | Stopped() | Failed():
+            case CheckpointReport():
+                await store.set_checkpoint(task_id, {"epoch": message.epoch, "step": message.step,
+                                                     "size_bytes": message.size_bytes, "at": utc_now()})
+                announcer.checkpoint(task_id, message)
+            case CheckpointFailed():
+                text = (f"could not write the checkpoint of epoch {message.epoch}, step {message.step} "
+                        f"({message.reason}); training goes on without it")
+                await store.add_event(task_id, "warning", {"message": text})
+                announcer.checkpoint_failed(task_id, text)
+            case ResumedReport():
+                data = {"epoch": message.epoch, "step": message.step, "epoch_complete": message.epoch_complete,
+                        "interruptions": active.task.interruptions}
+                await store.add_event(task_id, "resumed", data)
+                announcer.resumed(task_id, data)
+            case Completed() | Stopped() | Paused() | Failed():
                 active.verdict = message
             case Exited():
                 active.exited = message

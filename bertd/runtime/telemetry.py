@@ -20,6 +20,9 @@ class ServiceMetrics:
     samples_per_second: Gauge
     callback_failures: Counter
     websocket_clients: Gauge
+    checkpoints_written: Counter
+    checkpoint_failures: Counter
+    checkpoint_seconds: Histogram
 
 
 def create_metrics() -> ServiceMetrics:
@@ -35,6 +38,12 @@ def create_metrics() -> ServiceMetrics:
                                  "Training throughput, summed over running tasks", registry=registry),
         callback_failures=Counter("bertd_callback_failures", "Failed callback attempts", registry=registry),
         websocket_clients=Gauge("bertd_websocket_clients", "Open WebSocket subscriptions", registry=registry),
+        checkpoints_written=Counter("bertd_checkpoints", "Checkpoints written", registry=registry),
+        checkpoint_failures=Counter("bertd_checkpoint_failures", "Checkpoints that could not be written (e.g. a "
+                                    "full disk); training went on without them", registry=registry),
+        checkpoint_seconds=Histogram("bertd_checkpoint_write_seconds", "Time to write one checkpoint (in the "
+                                     "background while training goes on)", registry=registry,
+                                     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120)),
     )
 
 

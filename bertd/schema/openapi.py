@@ -1,142 +1,37 @@
-"""The OpenAPI 3.1 document of every route, built from the same field list that validates requests."""
+"""The OpenAPI 3.1 document of every route; the schemas come from the typed models that validate
+requests (openapi_parts.py), the WebSocket messages from openapi_ws.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bertd import __version__
-from bertd.protocol import Hyperparameters, Progress
-from bertd.schema import openapi_base_models, openapi_ws
-from bertd.schema.json_schema import schema_of
-from bertd.schema.openapi_parts import (
-    NULLABLE_INTEGER,
-    NULLABLE_NUMBER,
-    NULLABLE_STRING,
-    TASK_ERROR,
-    error,
-    json_body,
-    ref,
-    with_message,
-)
-from bertd.schema.requests import PredictRequest, TaskRequest
+from bertd.schema import openapi_base_models
+from bertd.schema.openapi_parts import COMPONENTS, error_body, json_body, ref, with_message
+from bertd.schema.openapi_ws import WS_ALL_DESCRIPTION, WS_MESSAGE_SCHEMAS, WS_TASK_DESCRIPTION
 from bertd.state.records import TaskStatus
 
-_ref = ref
-_json = json_body
-_error = error
-_with_message = with_message
-
-
-COMPONENTS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {"error": {
-            "type": "object",
-            "required": ["code", "message", "details"],
-            "properties": {
-                "code": {"type": "string", "description": "snake_case, e.g. validation_error, not_found"},
-                "message": {"type": "string", "description": "One sentence naming the field/file/column."},
-                "details": {"description": "Extra structured detail (e.g. {field}), or null."},
-            },
-        }},
-    },
-    "Sheet": {
-        "type": "object",
-        "required": ["name", "rows", "columns"],
-        "properties": {"name": {"type": "string"}, "rows": {"type": "integer"},
-                       "columns": {"type": "array", "items": {"type": "string"}}},
-    },
-    "File": {
-        "type": "object",
-        "required": ["filename", "size_bytes", "sha256", "uploaded_at", "sheets"],
-        "properties": {
-            "filename": {"type": "string"},
-            "size_bytes": {"type": "integer"},
-            "sha256": {"type": "string"},
-            "uploaded_at": {"type": "string", "format": "date-time"},
-            "sheets": {"type": "array", "items": _ref("Sheet")},
-        },
-    },
-    "TaskRequest": schema_of(TaskRequest),
-    "PredictRequest": schema_of(PredictRequest),
-    "Progress": schema_of(Progress, mode="serialization"),
-    "Metrics": {
-        "type": ["object", "null"],
-        "properties": {
-            "best_epoch": {"type": "integer", "description": "The epoch saved"},
-            "val_accuracy": {**NULLABLE_NUMBER, "description": "null without validation rows"},
-            "val_macro_f1": NULLABLE_NUMBER,
-            "val_loss": NULLABLE_NUMBER,
-            "model_selection": {"type": "string", "enum": ["best_validation_macro_f1", "last_epoch"],
-                                "description": "last_epoch when train_val_split is 0 and there is no "
-                                               "validation_data_file: nothing was held out to compare epochs"},
-            "validation_rows": {"type": "integer"},
-            "per_class": {"type": "object", "additionalProperties": {
-                "type": "object", "properties": {"precision": {"type": "number"}, "recall": {"type": "number"},
-                                                 "f1": {"type": "number"}, "support": {"type": "integer"}}}},
-            "confusion_matrix": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}},
-                                 "description": "rows: true label, columns: predicted label, in `labels` order"},
-            "labels": {"type": "array", "items": {"type": "string"}},
-            "history": {"type": "array", "items": {"type": "object"}},
-        },
-    },
-    "Task": {
-        "type": "object",
-        "required": ["task_id", "status", "model_name_cn", "model_name_en", "base_model", "training_data_file",
-                     "hyperparameters", "created_at", "progress"],
-        "properties": {
-            "task_id": {"type": "string"},
-            "status": {"type": "string", "enum": [str(status) for status in TaskStatus]},
-            "model_name_cn": {"type": "string"},
-            "model_name_en": {"type": "string"},
-            "base_model": {"type": "string"},
-            "training_data_file": {"type": "string"},
-            "validation_data_file": NULLABLE_STRING,
-            "hyperparameters": {**schema_of(Hyperparameters, mode="serialization"),
-                                "description": "Every hyperparameter, defaults filled in."},
-            "callback_url": NULLABLE_STRING,
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": NULLABLE_STRING,
-            "finished_at": NULLABLE_STRING,
-            "updated_at": {**NULLABLE_STRING, "description": "When the task last changed (status, progress, ...)"},
-            "queue_position": {**NULLABLE_INTEGER, "description": "1 = next to start; null unless queued"},
-            "progress": _ref("Progress"),
-            "metrics": _ref("Metrics"),
-            "artifacts": {"type": ["object", "null"], "properties": {
-                "model_path": {"type": "string", "description": "Loads with transformers.pipeline"},
-                "label_mapping_path": {"type": "string"}, "metrics_path": {"type": "string"}}},
-            "error_message": {**NULLABLE_STRING, "description": "A failed task: what went wrong; what to do"},
-            "error": TASK_ERROR,
-            "callback": {"type": ["object", "null"], "properties": {
-                "status": {"type": "string", "enum": ["retrying", "delivered", "failed"]},
-                "attempts": {"type": "integer"}, "last_error": NULLABLE_STRING, "event": {"type": "string"}}},
-        },
-    },
-    "Event": {
-        "type": "object",
-        "required": ["id", "at", "type", "data"],
-        "properties": {"id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
-                       "type": {"type": "string", "enum": ["status", "epoch", "evaluation", "warning", "callback"]},
-                       "data": {"type": "object"}},
-    },
-}
-
-WS_MESSAGE_SCHEMAS: dict[str, Any] = openapi_ws.message_schemas(COMPONENTS["Progress"]["properties"])
-
+REFUSED_HOST = ("host_not_allowed: the Host header is not an IP address, localhost, this machine's name or in "
+                "ALLOWED_HOSTS (DNS rebinding guard)")
+REFUSED_BY_GUARD = (f"{REFUSED_HOST}; or cross_origin_refused: a web page from another origin than bertd's own "
+                    "and not in ALLOWED_ORIGINS (judged by Origin and Sec-Fetch-Site; clients that send "
+                    "neither are not affected)")
 
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
+TICKET = {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+          "description": "A ticket from POST /api/v1/tickets, for browsers that cannot send the Authorization "
+                         "header here (only with API_TOKEN set); never the API token itself."}
 FILENAME = {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"},
             "description": "URL-encoded; Unicode names are kept as uploaded."}
 
 
 def build_openapi() -> dict[str, Any]:
-    not_found = _error("No such task or file")
-    bad_request = _error("Validation error naming the field")
+    not_found = error_body("No such task or file")
+    bad_request = error_body("Validation error naming the field")
     paths: dict[str, Any] = {
         "/api/v1/health": {"get": {
             "summary": "Service health, devices and load", "security": [],
-            "responses": {"200": _json({"type": "object", "required": ["status", "version", "devices"], "properties": {
+            "responses": {"200": json_body({"type": "object", "required": ["status", "version", "devices"], "properties": {
                 "status": {"type": "string", "enum": ["ok"]}, "version": {"type": "string"},
                 "devices": {"type": "array", "items": {"type": "object"}},
                 "max_concurrent_tasks": {"type": "integer"}, "training": {"type": "integer"},
@@ -150,10 +45,21 @@ def build_openapi() -> dict[str, Any]:
             "responses": {"200": {"description": "Prometheus text format",
                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
-                                         "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+                                         "responses": {"200": json_body({"type": "object"}, "OpenAPI 3.1")}}},
         "/api/v1/docs": {"get": {"summary": "Interactive API docs (HTML)", "security": [],
                                  "responses": {"200": {"description": "Swagger UI",
                                                        "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/api/v1/tickets": {"post": {
+            "summary": "A single-use ticket for a WebSocket or download URL, which cannot send the "
+                       "Authorization header",
+            "description": "With API_TOKEN set, WebSockets and download links pass `?token=<ticket>`, never the "
+                           "API token itself (URLs end up in proxy logs and browser history). A ticket works "
+                           "once, within a minute, for `path` when one is given. An empty body asks for a "
+                           "ticket good for any WebSocket or download.",
+            "requestBody": {"required": False, "content": {"application/json": {"schema": ref("TicketRequest")}}},
+            "responses": {"201": json_body(ref("Ticket"), "Issued"),
+                          "400": bad_request,
+                          "415": error_body("A body that is not application/json")}}},
         "/api/v1/files": {
             "post": {
                 "summary": "Upload an .xlsx or .csv file of texts and labels",
@@ -161,44 +67,44 @@ def build_openapi() -> dict[str, Any]:
                     "type": "object", "required": ["file"],
                     "properties": {"file": {"type": "string", "format": "binary"}}}}}},
                 "responses": {
-                    "201": _json(_ref("File"), "Uploaded; sheets, columns and row counts read once"),
-                    "200": _json(_ref("File"), "The same bytes were already uploaded under this name"),
-                    "400": _error("Missing part, bad filename, empty or unreadable file"),
-                    "409": _error("Different bytes are already uploaded under this name"),
-                    "413": _error("Larger than MAX_UPLOAD_MB"),
-                    "415": _error("Not multipart, or not .xlsx/.csv"),
-                    "507": _error("The upload could not be written (disk full or DATA_DIR not writable)"),
+                    "201": json_body(ref("File"), "Uploaded; sheets, columns and row counts read once"),
+                    "200": json_body(ref("File"), "The same bytes were already uploaded under this name"),
+                    "400": error_body("Missing part, bad filename, empty or unreadable file"),
+                    "409": error_body("Different bytes are already uploaded under this name"),
+                    "413": error_body("Larger than MAX_UPLOAD_MB"),
+                    "415": error_body("Not multipart, or not .xlsx/.csv"),
+                    "507": error_body("The upload could not be written (disk full or DATA_DIR not writable)"),
                 },
             },
-            "get": {"summary": "List uploads", "responses": {"200": _json(
+            "get": {"summary": "List uploads", "responses": {"200": json_body(
                 {"type": "object", "required": ["files"], "properties": {"files": {"type": "array",
-                                                                                   "items": _ref("File")}}},
+                                                                                   "items": ref("File")}}},
                 "Every upload, newest first")}},
         },
         "/api/v1/files/{filename}": {
             "parameters": [FILENAME],
-            "get": {"summary": "One upload's metadata", "responses": {"200": _json(_ref("File"), "The file"),
+            "get": {"summary": "One upload's metadata", "responses": {"200": json_body(ref("File"), "The file"),
                                                                      "404": not_found}},
             "delete": {"summary": "Delete an upload", "responses": {
-                "200": _json({"type": "object", "properties": {"filename": {"type": "string"},
+                "200": json_body({"type": "object", "properties": {"filename": {"type": "string"},
                                                                "deleted": {"type": "boolean"},
                                                                "message": {"type": "string"}}}, "Deleted"),
-                "404": not_found, "409": _error("A queued or training task uses it")}},
+                "404": not_found, "409": error_body("A queued or training task uses it")}},
         },
         "/api/v1/training/tasks": {
             "post": {
                 "summary": "Create a training task (queued FIFO)",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("TaskRequest")}}},
-                "responses": {"201": _json(_with_message("Task"), "Created and queued (waiting in phase "
-                                                                  "downloading_base_model while its base model is "
-                                                                  "downloaded)"),
-                              "400": _error("Validation error naming the field; also a base_model the server "
-                                            "does not have and cannot download (the message names the available "
-                                            "ones and how to add one)"),
-                              "409": _error("A data file was deleted meanwhile"),
-                              "415": _error("Body is not application/json"),
-                              "429": _error("MAX_QUEUED_TASKS tasks are already waiting"),
-                              "503": _error("The server is shutting down")},
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("TaskRequest")}}},
+                "responses": {"201": json_body(with_message("Task"), "Created and queued (waiting in phase "
+                                                                     "downloading_base_model while its base model "
+                                                                     "is downloaded)"),
+                              "400": error_body("Validation error naming the field; also a base_model the server "
+                                                "does not have and cannot download (the message names the "
+                                                "available ones and how to add one)"),
+                              "409": error_body("A data file was deleted meanwhile"),
+                              "415": error_body("Body is not application/json"),
+                              "429": error_body("MAX_QUEUED_TASKS tasks are already waiting"),
+                              "503": error_body("The server is shutting down")},
             },
             "get": {
                 "summary": "List tasks, newest first",
@@ -209,38 +115,55 @@ def build_openapi() -> dict[str, Any]:
                     {"name": "page_size", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}},
                 ],
-                "responses": {"200": _json({"type": "object", "required": ["total", "page", "page_size", "tasks"],
+                "responses": {"200": json_body({"type": "object", "required": ["total", "page", "page_size", "tasks"],
                                             "properties": {"total": {"type": "integer"}, "page": {"type": "integer"},
                                                            "page_size": {"type": "integer"},
-                                                           "tasks": {"type": "array", "items": _ref("Task")}}},
+                                                           "tasks": {"type": "array", "items": ref("Task")}}},
                                            "A page of tasks"),
                               "400": bad_request},
             },
         },
         "/api/v1/training/tasks/{task_id}": {
             "parameters": [TASK_ID],
-            "get": {"summary": "One task with live progress", "responses": {"200": _json(_ref("Task"), "The task"),
+            "get": {"summary": "One task with live progress", "responses": {"200": json_body(ref("Task"), "The task"),
                                                                             "404": not_found}},
             "delete": {"summary": "Stop if active, then delete record, events and model", "responses": {
-                "200": _json({"type": "object", "required": ["task_id", "deleted"], "properties": {
+                "200": json_body({"type": "object", "required": ["task_id", "deleted"], "properties": {
                     "task_id": {"type": "string"}, "deleted": {"type": "boolean"}, "message": {"type": "string"}}},
                     "Deleted"),
                 "404": not_found}},
         },
         "/api/v1/training/tasks/{task_id}/stop": {
             "parameters": [TASK_ID],
-            "post": {"summary": "Stop a queued or training task", "responses": {
-                "202": _json(_with_message("Task"), "stopped (was queued) or stopping (worker is exiting)"),
-                "404": not_found, "409": _error("The task already ended")}},
+            "post": {"summary": "Stop a queued, training or paused task", "responses": {
+                "202": json_body(with_message("Task"), "stopped (was queued or paused) or stopping (worker is exiting)"),
+                "404": not_found, "409": error_body("The task already ended")}},
+        },
+        "/api/v1/training/tasks/{task_id}/pause": {
+            "parameters": [TASK_ID],
+            "post": {"summary": "Pause a task: it writes a checkpoint at its next step and frees its slot",
+                     "description": "A queued task is paused at once. A training one stays `training` (progress "
+                                    "phase `pausing`) until its checkpoint is written, then becomes `paused`. A paused "
+                                    "task survives restarts; resume, stop and delete work on it.",
+                     "responses": {
+                         "202": json_body(with_message("Task"), "paused (was queued) or pausing"),
+                         "404": not_found,
+                         "409": error_body("The task is not queued or training, or already pausing or stopping")}},
+        },
+        "/api/v1/training/tasks/{task_id}/resume": {
+            "parameters": [TASK_ID],
+            "post": {"summary": "Queue a paused task again; it continues from its checkpoint", "responses": {
+                "202": json_body(with_message("Task"), "queued again, in its original place"),
+                "404": not_found, "409": error_body("The task is not paused")}},
         },
         "/api/v1/training/tasks/{task_id}/predict": {
             "parameters": [TASK_ID],
             "post": {
                 "summary": "Classify texts with a completed task's model",
                 "requestBody": {"required": True,
-                                "content": {"application/json": {"schema": _ref("PredictRequest")}}},
+                                "content": {"application/json": {"schema": ref("PredictRequest")}}},
                 "responses": {
-                    "200": _json({"type": "object", "required": ["predictions"], "properties": {
+                    "200": json_body({"type": "object", "required": ["predictions"], "properties": {
                         "task_id": {"type": "string"},
                         "predictions": {"type": "array", "items": {
                             "type": "object", "required": ["label", "score", "scores"],
@@ -249,19 +172,19 @@ def build_openapi() -> dict[str, Any]:
                                                       "additionalProperties": {"type": "number"}},
                                            "top_k": {"type": "array", "items": {"type": "object"}}}}}}},
                         "One prediction per text, labels as in the training data"),
-                    "400": bad_request, "404": not_found, "409": _error("The task is not completed"),
-                    "410": _error("The model is no longer on disk"), "413": _error("A text is too long"),
-                    "415": _error("Body is not application/json")},
+                    "400": bad_request, "404": not_found, "409": error_body("The task is not completed"),
+                    "410": error_body("The model is no longer on disk"), "413": error_body("A text is too long"),
+                    "415": error_body("Body is not application/json")},
             },
         },
         "/api/v1/training/tasks/{task_id}/download": {
-            "parameters": [TASK_ID],
+            "parameters": [TASK_ID, TICKET],
             "get": {"summary": "The model directory as a .tar.gz (Hugging Face format, labels.json, metrics.json)",
                     "responses": {"200": {"description": "The tarball", "content": {
                         "application/gzip": {"schema": {"type": "string", "format": "binary"}}}},
-                        "404": not_found, "409": _error("The task is not completed"),
-                        "410": _error("The model is no longer on disk"),
-                        "507": _error("The tarball could not be written")}},
+                        "404": not_found, "409": error_body("The task is not completed"),
+                        "410": error_body("The model is no longer on disk"),
+                        "507": error_body("The tarball could not be written")}},
         },
         "/api/v1/training/tasks/{task_id}/events": {
             "parameters": [TASK_ID],
@@ -273,18 +196,34 @@ def build_openapi() -> dict[str, Any]:
                     {"name": "limit", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
                 ],
-                "responses": {"200": _json({"type": "object", "required": ["events"], "properties": {
-                    "events": {"type": "array", "items": _ref("Event")}}}, "Events in id order"),
+                "responses": {"200": json_body({"type": "object", "required": ["events"], "properties": {
+                    "events": {"type": "array", "items": ref("Event")}}}, "Events in id order"),
                     "400": bad_request, "404": not_found},
             },
         },
     }
-    paths.update(openapi_ws.ws_paths(TASK_ID, not_found))
+    ws_messages = {"oneOf": [ref(name) for name in WS_MESSAGE_SCHEMAS]}
+    upgrade = {"101": {"description": "Switching Protocols; then JSON text messages, see the description",
+                       "content": {"application/json": {"schema": ws_messages}}},
+               "400": error_body("Not a WebSocket upgrade request (code websocket_required)")}
+    paths["/api/v1/training/tasks/{task_id}/ws"] = {"parameters": [TASK_ID, TICKET], "get": {
+        "summary": "Live messages of one task (WebSocket)",
+        "description": WS_TASK_DESCRIPTION,
+        "responses": {**upgrade, "404": not_found}}}
+    paths["/api/v1/ws"] = {"parameters": [TICKET], "get": {
+        "summary": "Live messages of every task and of base model downloads (WebSocket, for dashboards)",
+        "description": WS_ALL_DESCRIPTION,
+        "responses": dict(upgrade)}}
     paths.update(openapi_base_models.paths(bad_request))
-    for item in paths.values():
+    websockets = {"/api/v1/ws", "/api/v1/training/tasks/{task_id}/ws"}
+    for path, item in paths.items():
         for method, operation in item.items():
-            if method != "parameters" and operation.get("security") != []:
-                operation["responses"]["401"] = _error("Missing or wrong API token (only when API_TOKEN is set)")
+            if method == "parameters":
+                continue
+            if operation.get("security") != []:
+                operation["responses"]["401"] = error_body("Missing or wrong API token (only when API_TOKEN is set)")
+            checks_origin = method != "get" or path in websockets
+            operation["responses"]["403"] = error_body(REFUSED_BY_GUARD if checks_origin else REFUSED_HOST)
     return {
         "openapi": "3.1.0",
         "info": {"title": "bertd", "version": __version__,
@@ -294,7 +233,8 @@ def build_openapi() -> dict[str, Any]:
         "components": {
             "schemas": {**COMPONENTS, **openapi_base_models.COMPONENTS, **WS_MESSAGE_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "Needed when API_TOKEN is set; WebSockets may pass ?token="}},
+                                           "description": "Needed when API_TOKEN is set; WebSockets and download "
+                                                          "links pass ?token=<ticket> from POST /api/v1/tickets"}},
         },
         "security": [{"bearer": []}],
     }

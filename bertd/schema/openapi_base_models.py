@@ -10,7 +10,7 @@ from bertd.schema.openapi_parts import (
     NULLABLE_INTEGER,
     NULLABLE_STRING,
     TASK_ERROR,
-    error,
+    error_body,
     json_body,
     ref,
     with_message,
@@ -75,8 +75,8 @@ def paths(bad_request: dict[str, Any]) -> dict[str, Any]:
                                 "content": {"application/json": {"schema": ref("BaseModelRequest")}}},
                 "responses": {"202": json_body(with_message("BaseModel"), "The download started"),
                               "200": json_body(with_message("BaseModel"), "It is already on this server"),
-                              "400": bad_request, "409": error("The same base model is being downloaded"),
-                              "415": error("Body is not application/json")},
+                              "400": bad_request, "409": error_body("The same base model is being downloaded"),
+                              "415": error_body("Body is not application/json")},
             },
         },
         "/api/v1/base-models/{name}": {
@@ -86,8 +86,8 @@ def paths(bad_request: dict[str, Any]) -> dict[str, Any]:
                            "200": json_body({"type": "object", "required": ["name", "deleted"], "properties": {
                                "name": {"type": "string"}, "deleted": {"type": "boolean"},
                                "message": {"type": "string"}}}, "Deleted"),
-                           "404": error("No such base model"),
-                           "409": error("A queued or training task uses it, or it is in the Hugging Face cache, "
+                           "404": error_body("No such base model"),
+                           "409": error_body("A queued or training task uses it, or it is in the Hugging Face cache, "
                                         "which bertd does not manage")}},
         },
         "/api/v1/files/rescan": {

@@ -1,11 +1,12 @@
-"""The OpenAPI parts for the WebSocket streams: every message's schema, and the two operations."""
+"""The WebSocket part of the OpenAPI document: every live message's schema and the two streams'
+descriptions (the HTTP routes are in openapi.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bertd.schema.openapi_base_models import BASE_MODEL
-from bertd.schema.openapi_parts import TASK_ERROR, error, ref
+from bertd.schema.openapi_parts import COMPONENTS, NULLABLE_NUMBER, TASK_ERROR, ref
 from bertd.state.records import TaskStatus
 
 
@@ -16,50 +17,50 @@ def _message(kind: str, description: str, properties: dict[str, Any], required: 
                            "seq": {"type": "integer", "description": "Per task, increasing by 1"}, **properties}}
 
 
-NULLABLE_NUMBER = {"type": ["number", "null"]}
+WS_MESSAGE_SCHEMAS: dict[str, Any] = {
+    "WsSnapshot": _message("snapshot", "First message. Per task: the task as of `seq`; on /api/v1/ws: "
+                           "every active task, each with its own `seq`, and `base_models`, the downloads "
+                           "running or failed.",
+                           {"task": ref("Task"), "tasks": {"type": "array", "items": ref("Task")},
+                            "base_models": {"type": "array", "items": ref("BaseModel")}}, []),
+    "WsProgress": _message("progress", "Step-level progress; a slow client gets only the newest. In phase "
+                           "downloading_base_model it carries the download's bytes.",
+                           COMPONENTS["Progress"]["properties"],
+                           ["task_id", "seq"]),
+    "WsEpoch": _message("epoch", "One epoch's results; the validation figures are null when the task holds "
+                        "nothing out (train_val_split 0 without a validation file).", {
+        "epoch": {"type": "integer"}, "total_epochs": {"type": ["integer", "null"]},
+        "train_loss": {"type": "number"}, "train_accuracy": {"type": "number"}, "val_loss": NULLABLE_NUMBER,
+        "val_accuracy": NULLABLE_NUMBER, "val_macro_f1": NULLABLE_NUMBER, "is_best": {"type": "boolean"},
+        "per_class": {"type": "object"}, "confusion_matrix": {"type": "array"}}, ["task_id", "seq", "epoch"]),
+    "WsEvaluation": _message("evaluation", "A mid-epoch evaluation (hyperparameters.evaluation_steps).", {
+        "epoch": {"type": "integer"}, "step": {"type": "integer"}, "val_loss": {"type": "number"},
+        "val_accuracy": {"type": "number"}, "val_macro_f1": {"type": "number"}, "is_best": {"type": "boolean"}},
+        ["task_id", "seq", "step"]),
+    "WsStatus": _message("status", "A status change; a failure carries error_message and error.", {
+        "status": {"type": "string", "enum": [str(status) for status in TaskStatus]},
+        "error_message": {"type": "string"}, "error": TASK_ERROR}, ["task_id", "seq", "status"]),
+    "WsWarning": _message("warning", "Something the user should know (e.g. rows dropped).",
+                          {"message": {"type": "string"}}, ["task_id", "seq", "message"]),
+    "WsResumed": _message("resumed", "The run continues from a checkpoint (after a restart or a resume): the "
+                          "epoch and step it was taken at; `interruptions` counts restarts so far.", {
+        "epoch": {"type": "integer"}, "step": {"type": "integer"}, "epoch_complete": {"type": "boolean"},
+        "interruptions": {"type": "integer"}}, ["task_id", "seq", "epoch", "step"]),
+    "WsEnd": _message("end", "The task ended; its full record. The per-task stream then closes with 1000.",
+                      {"task": ref("Task")}, ["task_id", "seq", "task"]),
+    "WsBaseModel": {
+        "type": "object", "required": ["type", "name", "status"],
+        "description": "Only on /api/v1/ws: a base model download started, progressed, ended (ready or failed), "
+                       "or a base model was deleted (status `deleted`, name only). It carries the model's whole "
+                       "state (a line of GET /api/v1/base-models), no task_id and no seq: a slow client gets only "
+                       "the newest of one model.",
+        "properties": {**BASE_MODEL["properties"], "type": {"const": "base_model"},
+                       "status": {"type": "string", "enum": ["downloading", "ready", "failed", "deleted"]},
+                       "at": {"type": "number"}},
+    },
+}
 
-
-def message_schemas(progress_properties: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "WsSnapshot": _message("snapshot", "First message. Per task: the task as of `seq`; on /api/v1/ws: "
-                               "every active task, each with its own `seq`, and `base_models`, the downloads "
-                               "running or failed.",
-                               {"task": ref("Task"), "tasks": {"type": "array", "items": ref("Task")},
-                                "base_models": {"type": "array", "items": ref("BaseModel")}}, []),
-        "WsProgress": _message("progress", "Step-level progress; a slow client gets only the newest. In phase "
-                               "downloading_base_model it carries the download's bytes.", progress_properties,
-                               ["task_id", "seq"]),
-        "WsEpoch": _message("epoch", "One epoch's results; the validation figures are null when the task holds "
-                            "nothing out (train_val_split 0 without a validation file).", {
-            "epoch": {"type": "integer"}, "total_epochs": {"type": ["integer", "null"]},
-            "train_loss": {"type": "number"}, "train_accuracy": {"type": "number"}, "val_loss": NULLABLE_NUMBER,
-            "val_accuracy": NULLABLE_NUMBER, "val_macro_f1": NULLABLE_NUMBER, "is_best": {"type": "boolean"},
-            "per_class": {"type": "object"}, "confusion_matrix": {"type": "array"}}, ["task_id", "seq", "epoch"]),
-        "WsEvaluation": _message("evaluation", "A mid-epoch evaluation (hyperparameters.evaluation_steps).", {
-            "epoch": {"type": "integer"}, "step": {"type": "integer"}, "val_loss": {"type": "number"},
-            "val_accuracy": {"type": "number"}, "val_macro_f1": {"type": "number"}, "is_best": {"type": "boolean"}},
-            ["task_id", "seq", "step"]),
-        "WsStatus": _message("status", "A status change; a failure carries error_message and error.", {
-            "status": {"type": "string", "enum": [str(status) for status in TaskStatus]},
-            "error_message": {"type": "string"}, "error": TASK_ERROR}, ["task_id", "seq", "status"]),
-        "WsWarning": _message("warning", "Something the user should know (e.g. rows dropped).",
-                              {"message": {"type": "string"}}, ["task_id", "seq", "message"]),
-        "WsEnd": _message("end", "The task ended; its full record. The per-task stream then closes with 1000.",
-                          {"task": ref("Task")}, ["task_id", "seq", "task"]),
-        "WsBaseModel": {
-            "type": "object", "required": ["type", "name", "status"],
-            "description": "Only on /api/v1/ws: a base model download started, progressed, ended (ready or "
-                           "failed), or a base model was deleted (status `deleted`, name only). It carries the "
-                           "model's whole state (a line of GET /api/v1/base-models), no task_id and no seq: a slow "
-                           "client gets only the newest of one model.",
-            "properties": {**BASE_MODEL["properties"], "type": {"const": "base_model"},
-                           "status": {"type": "string", "enum": ["downloading", "ready", "failed", "deleted"]},
-                           "at": {"type": "number"}},
-        },
-    }
-
-
-TASK_DESCRIPTION = """\
+WS_TASK_DESCRIPTION = """\
 Messages are JSON text frames: first `snapshot`, then `progress`, `epoch`, `warning` and `status`
 with `seq` increasing by one per message of this task, finally `end` and a close with code 1000.
 A task that already ended gives `snapshot`, `end`, close. Nothing falls between the snapshot and
@@ -77,7 +78,7 @@ Example session:
 <- close 1000
 ```"""
 
-ALL_DESCRIPTION = """\
+WS_ALL_DESCRIPTION = """\
 The same messages for every task, each with its `task_id`, after a first
 `{"type": "snapshot", "tasks": [...], "base_models": [...]}` of the active tasks (each with its own
 `seq`: ignore a live message whose `seq` is not above it) and of the base model downloads running
@@ -93,17 +94,3 @@ Base model downloads (POST /api/v1/base-models, or a task whose base model is mi
 ```
 A GET that is no WebSocket upgrade: 400."""
 
-
-def ws_paths(task_id: dict[str, Any], not_found: dict[str, Any]) -> dict[str, Any]:
-    messages = {"oneOf": [ref(name) for name in message_schemas({})]}
-    upgrade = {"101": {"description": "Switching Protocols; then JSON text messages, see the description",
-                       "content": {"application/json": {"schema": messages}}},
-               "400": error("Not a WebSocket upgrade request (code websocket_required)")}
-    return {
-        "/api/v1/training/tasks/{task_id}/ws": {"parameters": [task_id], "get": {
-            "summary": "Live messages of one task (WebSocket)", "description": TASK_DESCRIPTION,
-            "responses": {**upgrade, "404": not_found}}},
-        "/api/v1/ws": {"get": {
-            "summary": "Live messages of every task and of base model downloads (WebSocket, for dashboards)",
-            "description": ALL_DESCRIPTION, "responses": dict(upgrade)}},
-    }

@@ -69,6 +69,18 @@ class PredictRequest(Frozen):
         return texts
 
 
+# Paths a ticket can open: WebSockets (…/ws) and downloads (…/download) under /api/v1/.
+TICKET_PATH_PATTERN = r"^/api/v1/[^?#\s]*/(ws|download)$|^/api/v1/ws$"
+PATTERN_HINTS["path"] = ("must be the path of a WebSocket or a download under /api/v1/, without a query, "
+                         "e.g. '/api/v1/ws' or '/api/v1/training/tasks/<task_id>/download'")
+
+
+class TicketRequest(Frozen):
+    path: str | None = Field(None, max_length=1000, pattern=TICKET_PATH_PATTERN, description=(
+        "The one path the ticket opens, e.g. /api/v1/ws or /api/v1/training/tasks/<task_id>/download; "
+        "null: any WebSocket or download."))
+
+
 class BaseModelRequest(Frozen):
     name: str = Field(min_length=1, max_length=200, description=(
         "Hub id: 'bert-base-chinese', or with its organisation 'google-bert/bert-base-chinese' (on ModelScope e.g. "

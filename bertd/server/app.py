@@ -1,7 +1,7 @@
 """create_app(config): the aiohttp application. Each resource is opened in a cleanup context of
-its own and closed in reverse order: data folders, database, uploads copied in by hand, callbacks,
-devices, base model downloads, scheduler (with the gate that holds tasks waiting for a base
-model), and the predictor's background imports."""
+its own and closed in reverse order: the browser guard's policy, data folders, database, uploads
+copied in by hand, callbacks, devices, base model downloads, scheduler (with the gate that holds
+tasks waiting for a base model), and the predictor's background imports."""
 
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ from bertd.runtime.jobs import JobSettings
 from bertd.runtime.local_pool import LocalPool, StopPolicy
 from bertd.runtime.model_store import ModelStore
 from bertd.runtime.predictor import ModelCache
+from bertd.runtime.resume_policy import ResumePolicy
 from bertd.runtime.scheduler import Scheduler
 from bertd.runtime.telemetry import create_metrics
 from bertd.schema.openapi import build_openapi
 from bertd.server.auth import auth_middleware, warn_if_exposed
+from bertd.server.browser_guard import browser_guard, browser_policy
 from bertd.server.config import Config
 from bertd.server.errors import error_middleware
 from bertd.server.keys import (
@@ -45,10 +47,12 @@ from bertd.server.keys import (
     OPENAPI,
     SCHEDULER,
     STORE,
+    TICKETS,
     UPLOAD_LOCK,
     WEBSOCKETS,
 )
 from bertd.server.routes import add_routes
+from bertd.server.tickets import TicketBook
 from bertd.state.db import open_database
 from bertd.state.store import Store
 
@@ -128,7 +132,8 @@ async def scheduler(app: web.Application) -> AsyncIterator[None]:
                          StopPolicy(config.stop_grace_seconds, config.kill_wait_seconds))
     cores = len(config.worker_cpus or range(os.cpu_count() or 1))
     jobs = JobSettings(config.uploads_dir, config.effective_base_models_dir, config.models_dir,
-                       config.progress_report_interval, max(1, cores // config.max_concurrent_tasks))
+                       config.checkpoints_dir, config.progress_report_interval,
+                       max(1, cores // config.max_concurrent_tasks))
     announcer = Announcer(app[HUB], app[CALLBACKS], app[METRICS])
     gate = BaseModelGate(app[STORE], announcer, app[BASE_MODEL_DOWNLOADS], config.effective_base_models_dir,
                          auto_download=config.auto_download_base_models, source=config.base_model_source,
@@ -136,6 +141,8 @@ async def scheduler(app: web.Application) -> AsyncIterator[None]:
     running = Scheduler(app[STORE], executor, announcer, app[MODEL_STORE],
                         slots=config.max_concurrent_tasks, max_queued=config.max_queued_tasks, jobs=jobs,
                         gpus=GpuAssigner(gpus), progress_write_interval=config.progress_write_interval,
+                        resume=ResumePolicy(config.resume_interrupted_tasks, config.max_resumes,
+                                            config.keep_checkpoints),
                         next_task=gate.next_task)
     app[SCHEDULER] = running
     app[BASE_MODEL_GATE] = gate
@@ -154,17 +161,21 @@ async def predictor(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_JSON_BODY_BYTES)
+    # The browser guard comes first: a refused Host or origin gets no further (not even a 401), and
+    # it sees every answer, errors included, to add the CORS headers of an allowed origin.
+    app = web.Application(middlewares=[browser_guard, error_middleware, auth_middleware],
+                          client_max_size=MAX_JSON_BODY_BYTES)
     app[CONFIG] = config
     app[UPLOAD_LOCK] = asyncio.Lock()
     app[WEBSOCKETS] = set()
     app[METRICS] = create_metrics()
     app[HUB] = Hub()
-    app[MODEL_STORE] = ModelStore(config.models_dir)
+    app[MODEL_STORE] = ModelStore(config.models_dir, config.checkpoints_dir)
     app[MODEL_CACHE] = ModelCache(config.predict_cache_size)
     app[OPENAPI] = build_openapi()
-    app.cleanup_ctx.extend([data_folders, database, copied_uploads, callbacks, devices, base_model_downloads, scheduler,
-                            predictor])
+    app[TICKETS] = TicketBook()
+    app.cleanup_ctx.extend([browser_policy, data_folders, database, copied_uploads, callbacks, devices,
+                            base_model_downloads, scheduler, predictor])
     app.on_shutdown.append(close_all)
     add_routes(app, swagger_ui_bundle.swagger_ui_path)
     return app

@@ -1,4 +1,6 @@
-"""Bearer-token auth for /api/v1/* when API_TOKEN is set (health, openapi.json and docs stay open)."""
+"""Bearer-token auth for /api/v1/* when API_TOKEN is set (health, openapi.json and docs stay open).
+WebSockets and download links, which cannot send the header, pass `?token=<ticket>` with a ticket
+from POST /api/v1/tickets (see tickets.py); the API token itself is never taken from a URL."""
 
 from __future__ import annotations
 
@@ -9,22 +11,21 @@ from loguru import logger
 
 from bertd.server.config import Config
 from bertd.server.errors import Handler, error_response
-from bertd.server.keys import CONFIG
+from bertd.server.keys import CONFIG, TICKETS
 
 OPEN_PATHS = ("/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
-def _supplied_token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    # Browsers cannot set headers on a WebSocket or on a plain download link: those pass ?token=.
-    if request.headers.get("Upgrade", "").lower() == "websocket" or (
-            request.method == "GET" and request.path.endswith("/download")):
-        return request.query.get("token")
-    return None
+def _bearer_token(request: web.Request) -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def takes_ticket(request: web.Request) -> bool:
+    """WebSockets and download links: the requests a browser makes without our headers."""
+    return request.headers.get("Upgrade", "").lower() == "websocket" or (
+        request.method == "GET" and request.path.endswith("/download"))
 
 
 def token_matches(supplied: str | None, expected: str) -> bool:
@@ -40,16 +41,35 @@ def needs_token(path: str) -> bool:
     )
 
 
+def _unauthorized(message: str) -> web.Response:
+    response = error_response(401, "unauthorized", message)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="bertd"'
+    return response
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     expected = request.app[CONFIG].api_token
-    if expected is None or not needs_token(request.path) or token_matches(_supplied_token(request), expected):
+    if expected is None or not needs_token(request.path):
         return await handler(request)
-    response = error_response(401, "unauthorized",
-                              "missing or wrong API token: send the header 'Authorization: Bearer <API_TOKEN>' "
-                              "(WebSockets may pass ?token=<API_TOKEN>)")
-    response.headers["WWW-Authenticate"] = 'Bearer realm="bertd"'
-    return response
+    bearer = _bearer_token(request)
+    if bearer is not None:
+        if token_matches(bearer, expected):
+            return await handler(request)
+        return _unauthorized("missing or wrong API token: send the header 'Authorization: Bearer <API_TOKEN>'")
+    ticket = request.query.get("token") if takes_ticket(request) else None
+    if ticket is not None:
+        if token_matches(ticket, expected):
+            return _unauthorized("the API token is not taken in a URL (URLs end up in logs and browser history): "
+                                 "send it as 'Authorization: Bearer <API_TOKEN>', or pass ?token= with a ticket "
+                                 "from POST /api/v1/tickets")
+        if request.app[TICKETS].redeem(ticket, request.path):
+            return await handler(request)
+        return _unauthorized(f"the ticket in ?token= is unknown, already used, expired or for another path than "
+                             f"{request.path}: ask POST /api/v1/tickets for a new one (each works once, "
+                             f"within a minute)")
+    return _unauthorized("missing or wrong API token: send the header 'Authorization: Bearer <API_TOKEN>' "
+                         "(WebSockets and download links may pass ?token= with a ticket from POST /api/v1/tickets)")
 
 
 def warn_if_exposed(config: Config) -> None:

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bertd.server.origins import normalize_host_pattern, normalize_origin
+
 
 class ConfigError(ValueError):
     """An environment variable or flag holds a value bertd cannot use."""
@@ -60,6 +62,20 @@ class Config:
     # Tries in a row without progress before a pull gives up, and the first wait between them (doubling).
     base_model_download_retries: int = 5
     base_model_download_backoff_seconds: float = 1.0
+    # After a restart (clean or a crash), tasks that were training continue from their last
+    # checkpoint; false: they end `stopped` (clean shutdown) or `failed` (crash), as before.
+    resume_interrupted_tasks: bool = True
+    # How often restarts may interrupt one task before it fails instead of continuing again.
+    max_resumes: int = 3
+    # Keep a task's checkpoints once it has ended (they are removed by default).
+    keep_checkpoints: bool = False
+    # Host names (besides IP literals, localhost and this machine's names) that requests may carry
+    # in their Host header, as Django's ALLOWED_HOSTS: "*" any, ".example.com" a domain and its
+    # subdomains. Answers DNS rebinding; see the README's Security section.
+    allowed_hosts: tuple[str, ...] = ()
+    # Web origins (scheme://host[:port]) other than bertd's own whose pages may change state, open
+    # WebSockets and read answers (CORS). Answers cross-site requests.
+    allowed_origins: tuple[str, ...] = ()
     # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
     training_function: str = "bertd.training.loop:run_training"
 
@@ -70,6 +86,10 @@ class Config:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
 
     @property
     def effective_base_models_dir(self) -> Path:
@@ -92,30 +112,28 @@ class Config:
 
 
 # Environment variable -> (field name, parser). Names follow ../shared/API.md.
-def _parse_positive_int(name: str, raw: str) -> int:
+def _parse_int(name: str, raw: str, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _parse_positive_int(name: str, raw: str) -> int:
+    return _parse_int(name, raw, 1)
+
+
+def _parse_non_negative_int(name: str, raw: str) -> int:
+    return _parse_int(name, raw, 0)
 
 
 def _parse_port(name: str, raw: str) -> int:
     value = _parse_positive_int(name, raw)
     if value > 65535:
         raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
-    return value
-
-
-def _parse_non_negative_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {value}")
     return value
 
 
@@ -176,6 +194,32 @@ def _parse_cpu_list(name: str, raw: str) -> tuple[int, ...]:
     return tuple(sorted(set(cpus)))
 
 
+def _parse_allowed_hosts(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated host names: 'api,localhost', '.example.com' (and subdomains), '*' (any)."""
+    hosts = []
+    for entry in (part for part in raw.split(",") if part.strip()):
+        try:
+            hosts.append(normalize_host_pattern(entry))
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error}; e.g. {name}=bertd.example.com,.internal.example") from None
+    return tuple(dict.fromkeys(hosts))
+
+
+def _parse_allowed_origins(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated origins, each scheme://host[:port] exactly as browsers send it."""
+    origins = []
+    for entry in (part.strip() for part in raw.split(",") if part.strip()):
+        if entry == "*":
+            raise ConfigError(f"{name} lists origins one by one, like https://tools.example.com; '*' would let "
+                              "every web page a user opens drive bertd")
+        origin = normalize_origin(entry)
+        if origin is None:
+            raise ConfigError(f"{name}: {entry!r} is not a web origin; write scheme://host[:port] with no path, "
+                              f"e.g. {name}=https://tools.example.com,http://127.0.0.1:3000")
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
+
+
 def _keep(_name: str, raw: str) -> str:
     return raw
 
@@ -218,6 +262,11 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "BASE_MODEL_SOURCE": ("base_model_source", _parse_source),
     "BASE_MODEL_DOWNLOAD_RETRIES": ("base_model_download_retries", _parse_non_negative_int),
     "BASE_MODEL_DOWNLOAD_BACKOFF_SECONDS": ("base_model_download_backoff_seconds", _parse_non_negative_float),
+    "RESUME_INTERRUPTED_TASKS": ("resume_interrupted_tasks", _parse_bool),
+    "MAX_RESUMES": ("max_resumes", _parse_non_negative_int),
+    "KEEP_CHECKPOINTS": ("keep_checkpoints", _parse_bool),
+    "ALLOWED_HOSTS": ("allowed_hosts", _parse_allowed_hosts),
+    "ALLOWED_ORIGINS": ("allowed_origins", _parse_allowed_origins),
 }
 
 

@@ -15,6 +15,8 @@ from bertd.runtime.predictor import ModelCache
 from bertd.runtime.scheduler import Scheduler
 from bertd.runtime.telemetry import ServiceMetrics
 from bertd.server.config import Config
+from bertd.server.origins import BrowserPolicy
+from bertd.server.tickets import TicketBook
 from bertd.state.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -34,3 +36,7 @@ MODEL_STORE = web.AppKey("model_store", ModelStore)
 BASE_MODEL_DOWNLOADS = web.AppKey("base_model_downloads", BaseModelDownloads)
 BASE_MODEL_GATE = web.AppKey("base_model_gate", BaseModelGate)
 
+# Which hosts and origins the browser guard lets through (built at start-up).
+BROWSER_POLICY = web.AppKey("browser_policy", BrowserPolicy)
+# Single-use tickets for URLs that cannot carry the Authorization header.
+TICKETS = web.AppKey("tickets", TicketBook)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bertd.api import base_models, files, service, tasks, trained_model, ws
+from bertd.api import base_models, files, service, tasks, tickets, trained_model, ws
 
 DASHBOARD_DIR = Path(__file__).parent.parent / "static"
 
@@ -23,6 +23,7 @@ def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_get("/api/v1/openapi.json", service.openapi)
     app.router.add_get("/api/v1/docs", service.docs)
     app.router.add_static("/api/v1/docs/assets", swagger_ui_dir)
+    app.router.add_post("/api/v1/tickets", tickets.issue_ticket)
 
     app.router.add_post("/api/v1/files", files.upload_file)
     app.router.add_get("/api/v1/files", files.list_files)
@@ -42,6 +43,8 @@ def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_get("/api/v1/training/tasks/{task_id}", tasks.get_task)
     app.router.add_delete("/api/v1/training/tasks/{task_id}", tasks.delete_task)
     app.router.add_post("/api/v1/training/tasks/{task_id}/stop", tasks.stop_task)
+    app.router.add_post("/api/v1/training/tasks/{task_id}/pause", tasks.pause_task)
+    app.router.add_post("/api/v1/training/tasks/{task_id}/resume", tasks.resume_task)
     app.router.add_get("/api/v1/training/tasks/{task_id}/events", tasks.list_events)
     app.router.add_post("/api/v1/training/tasks/{task_id}/predict", trained_model.predict)
     app.router.add_get("/api/v1/training/tasks/{task_id}/download", trained_model.download)

@@ -80,12 +80,23 @@ async def _configure_and_check(connection: aiosqlite.Connection) -> None:
     # and bertd announces commits (2xx answers, callbacks, WebSocket messages) as facts.
     # bertd writes a few rows a second at most, so an fsync per commit costs nothing that shows.
     await connection.execute("PRAGMA synchronous = FULL")
-    await connection.execute("PRAGMA foreign_keys = ON")
     await connection.execute("PRAGMA busy_timeout = 5000")
     async with connection.execute("PRAGMA quick_check") as cursor:
         check = await cursor.fetchone()
     if check is None or check[0] != "ok":
         raise sqlite3.DatabaseError(check[0] if check else "no answer")
+
+
+async def _enforce_foreign_keys(connection: aiosqlite.Connection, path: Path) -> None:
+    """Foreign keys on, after the migrations: a migration that rebuilds a table (SQLite's way to
+    change a constraint) must run with them off, or dropping the old table would delete its
+    events; the check afterwards proves nothing was left dangling."""
+    async with connection.execute("PRAGMA foreign_key_check") as cursor:
+        dangling = await cursor.fetchall()
+    if dangling:
+        raise DatabaseError(f"database {path} has {len(dangling)} row(s) whose foreign keys point nowhere; "
+                            f"{RECOVERY_HINT}")
+    await connection.execute("PRAGMA foreign_keys = ON")
 
 
 async def open_database(path: Path) -> aiosqlite.Connection:
@@ -100,6 +111,7 @@ async def open_database(path: Path) -> aiosqlite.Connection:
         except sqlite3.DatabaseError as error:  # e.g. "file is not a database"
             raise DatabaseError(f"database {path} failed its integrity check: {error}; {RECOVERY_HINT}") from error
         await apply_migrations(connection)
+        await _enforce_foreign_keys(connection, path)
     except BaseException:
         await connection.close()
         raise

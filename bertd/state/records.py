@@ -16,24 +16,28 @@ class TaskStatus(enum.StrEnum):
     QUEUED = "queued"
     TRAINING = "training"
     STOPPING = "stopping"
+    PAUSED = "paused"
     COMPLETED = "completed"
     FAILED = "failed"
     STOPPED = "stopped"
 
 
 # Tasks that hold on to their data files and base model: these may not be deleted under them.
-ACTIVE_STATUSES = frozenset({TaskStatus.QUEUED, TaskStatus.TRAINING, TaskStatus.STOPPING})
+ACTIVE_STATUSES = frozenset({TaskStatus.QUEUED, TaskStatus.TRAINING, TaskStatus.STOPPING, TaskStatus.PAUSED})
 # Tasks a worker runs (or ran until a crash): training, or stopping on the way out.
 RUNNING_STATUSES = frozenset({TaskStatus.TRAINING, TaskStatus.STOPPING})
 TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED})
 
 # Every status change is a guarded UPDATE ... WHERE status IN (the sources allowed here).
+# training -> queued: back in the queue to continue from a checkpoint after a restart.
 ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.QUEUED: frozenset({TaskStatus.TRAINING, TaskStatus.STOPPED, TaskStatus.FAILED}),
+    TaskStatus.QUEUED: frozenset({TaskStatus.TRAINING, TaskStatus.STOPPED, TaskStatus.FAILED, TaskStatus.PAUSED}),
     TaskStatus.TRAINING: frozenset(
-        {TaskStatus.STOPPING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED}
+        {TaskStatus.STOPPING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED, TaskStatus.PAUSED,
+         TaskStatus.QUEUED}
     ),
     TaskStatus.STOPPING: frozenset({TaskStatus.STOPPED, TaskStatus.FAILED, TaskStatus.COMPLETED}),
+    TaskStatus.PAUSED: frozenset({TaskStatus.QUEUED, TaskStatus.STOPPED, TaskStatus.FAILED}),
     TaskStatus.COMPLETED: frozenset(),
     TaskStatus.FAILED: frozenset(),
     TaskStatus.STOPPED: frozenset(),
@@ -98,6 +102,12 @@ class TaskRecord:
     # A failed task's error, structured; error_message is its text.
     error: TaskError | None = None
     updated_at: str | None = None
+    # Dispatch order is priority (higher first), then seq: tasks continuing after a restart go first.
+    priority: int = 0
+    # How often a restart of the server interrupted this task (each continues from its checkpoint).
+    interruptions: int = 0
+    # The newest checkpoint: {"epoch", "step", "size_bytes", "at"}; None before the first one.
+    checkpoint: dict[str, Any] | None = None
 
     @property
     def current_progress(self) -> Progress:
@@ -126,6 +136,8 @@ class TaskRecord:
             "error_message": self.error_message,
             "error": self.error.model_dump(mode="json") if self.error else None,
             "callback": self.callback,
+            "checkpoint": self.checkpoint,
+            "interruptions": self.interruptions,
         }
 
 

@@ -25,12 +25,17 @@ from bertd.state.records import (
     utc_now,
 )
 
+# The dispatch order of queued tasks: priority (higher first), then seq. queue_position counts
+# the queued tasks at or before this one in that order.
+DISPATCH_ORDER = "priority DESC, seq"
 TASK_COLUMNS = """
     seq, task_id, status, model_name_cn, model_name_en, base_model, training_data_file,
     validation_data_file, hyperparameters_json, callback_url, created_at, started_at, finished_at,
-    progress_json, metrics_json, artifacts_json, error_message, callback_json, error_json, updated_at,
+    progress_json, metrics_json, artifacts_json, error_message, callback_json, priority, interruptions,
+    checkpoint_json, error_json, updated_at,
     CASE WHEN status = 'queued'
-         THEN (SELECT COUNT(*) FROM tasks AS earlier WHERE earlier.status = 'queued' AND earlier.seq <= tasks.seq)
+         THEN (SELECT COUNT(*) FROM tasks AS earlier WHERE earlier.status = 'queued'
+               AND (earlier.priority > tasks.priority OR (earlier.priority = tasks.priority AND earlier.seq <= tasks.seq)))
     END AS queue_position
 """
 
@@ -75,6 +80,9 @@ def _task_from_row(row: aiosqlite.Row) -> TaskRecord:
         queue_position=row["queue_position"],
         error=TaskError.model_validate_json(row["error_json"]) if row["error_json"] else None,
         updated_at=row["updated_at"],
+        priority=row["priority"],
+        interruptions=row["interruptions"],
+        checkpoint=_loads(row["checkpoint_json"]),
     )
 
 
@@ -217,12 +225,14 @@ class Store:
         counts.update({row["status"]: row["n"] for row in rows})
         return counts
 
-    async def oldest_queued(self, skip_base_models: frozenset[str] = frozenset()) -> TaskRecord | None:
-        """The first task in the queue, passing over those whose base model is in `skip_base_models`."""
+    async def next_queued(self, skip_base_models: frozenset[str] = frozenset()) -> TaskRecord | None:
+        """The first queued task in dispatch order, passing over those whose base model is in
+        `skip_base_models` (still downloading)."""
         skipped = tuple(sorted(skip_base_models))
         where = f" AND base_model NOT IN ({_placeholders(skipped)})" if skipped else ""
         row = await self._fetch_one(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'queued'{where} ORDER BY seq LIMIT 1", skipped)
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'queued'{where} ORDER BY {DISPATCH_ORDER} LIMIT 1",
+            skipped)
         return None if row is None else _task_from_row(row)
 
     async def active_tasks_using(self, base_model: str) -> list[str]:
@@ -253,10 +263,10 @@ class Store:
         assignments = ["status = ?"]
         values: list[Any] = [str(target)]
         for name, value in fields.items():
-            if name in ("progress", "metrics", "artifacts", "callback", "error"):
+            if name in ("progress", "metrics", "artifacts", "callback", "checkpoint", "error"):
                 assignments.append(f"{name}_json = ?")
                 values.append(_dumps(value))
-            elif name in ("error_message", "started_at", "finished_at"):
+            elif name in ("error_message", "started_at", "finished_at", "priority", "interruptions"):
                 assignments.append(f"{name} = ?")
                 values.append(value)
             else:
@@ -293,6 +303,12 @@ class Store:
             )
             return cursor.rowcount == 1
 
+    async def set_checkpoint(self, task_id: str, checkpoint: dict[str, Any] | None) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                "UPDATE tasks SET checkpoint_json = ? WHERE task_id = ?", (_dumps(checkpoint), task_id)
+            )
+
     async def set_callback_state(self, task_id: str, callback: dict[str, Any]) -> None:
         async with self._transaction() as connection:
             await connection.execute(
@@ -322,6 +338,14 @@ class Store:
             exists = await (await connection.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,))).fetchone()
             if exists:
                 await self._insert_event(connection, task_id, event_type, data)
+
+    async def last_reported_step(self, task_id: str) -> int:
+        """The step of the task's latest epoch or evaluation event (0 if none): a run that continues
+        from a checkpoint may report those again, and they are recorded once."""
+        row = await self._fetch_one(
+            "SELECT MAX(json_extract(data_json, '$.step')) FROM task_events WHERE task_id = ? "
+            "AND type IN ('epoch', 'evaluation')", (task_id,))
+        return int(row[0]) if row and row[0] is not None else 0
 
     async def list_events(self, task_id: str, after: int, limit: int) -> list[TaskEvent]:
         rows = await self._fetch_all(

@@ -6,7 +6,7 @@
 const API = "/api/v1";
 const TOKEN_KEY = "bertd.apiToken";
 const TERMINAL = new Set(["completed", "failed", "stopped"]);
-const ACTIVE = new Set(["queued", "training", "stopping"]);
+const ACTIVE = new Set(["queued", "training", "stopping", "paused"]);
 // These hyperparameters depend on the chosen file, so the Data section edits them with dropdowns
 // instead of the generic fields built from the schema.
 const DATA_HYPERPARAMETERS = new Set(["text_column", "label_column", "sheet_name", "validation_sheet_name"]);
@@ -24,7 +24,9 @@ const state = {
   viewTaskId: null,       // the task whose page is open, or null for the new-task view
   globalSocket: null,
   globalRetryMs: 1000,
+  globalAttempt: 0,       // bumped by every connect, so one still waiting for its ticket gives way
   taskSocket: null,
+  taskAttempt: 0,
   chart: emptyChart(null),
 };
 
@@ -127,12 +129,16 @@ function authHeaders() {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-// Browsers cannot set headers on a WebSocket, so the token travels as ?token= there.
-function wsUrl(path) {
+// Browsers cannot set headers on a WebSocket or a download link. With a token, such a URL carries
+// ?token= with a single-use ticket for that one path from POST /tickets, never the token itself
+// (URLs end up in proxy logs and browser history); a ticket lasts a minute, so ask just before use.
+async function ticketUrl(path, { websocket = false } = {}) {
   const url = new URL(API + path, location.href);
-  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  const token = getToken();
-  if (token) url.searchParams.set("token", token);
+  if (websocket) url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  if (getToken()) {
+    const { ticket } = await api("POST", "/tickets", { path: url.pathname });
+    url.searchParams.set("token", ticket);
+  }
   return url.toString();
 }
 
@@ -336,12 +342,25 @@ function applyLiveMessage(message) {
 
 const reloadTasksSoon = debounce(() => loadTasks(), 300);
 
-function connectGlobalSocket() {
+async function connectGlobalSocket() {
   if (state.globalSocket) {
     state.globalSocket.onclose = null;
     state.globalSocket.close();
+    state.globalSocket = null;
   }
-  const socket = new WebSocket(wsUrl("/ws"));
+  const attempt = ++state.globalAttempt;
+  setLive("connecting");
+  let url;
+  try {
+    url = await ticketUrl("/ws", { websocket: true });
+  } catch (error) {
+    if (attempt !== state.globalAttempt) return;
+    setLive("offline");
+    if (error.status !== 401) retryGlobalSocket();  // a 401 put up the token prompt; saving reconnects
+    return;
+  }
+  if (attempt !== state.globalAttempt) return;  // a newer connect started while this one waited
+  const socket = new WebSocket(url);
   state.globalSocket = socket;
   setLive("connecting");
   socket.onopen = () => {
@@ -356,9 +375,13 @@ function connectGlobalSocket() {
     // server refuses us anyway; saving a token reconnects.
     setLive("offline");
     if (!$("auth-prompt").hidden) return;
-    setTimeout(connectGlobalSocket, jittered(state.globalRetryMs));
-    state.globalRetryMs = Math.min(state.globalRetryMs * 2, 15000);
+    retryGlobalSocket();
   };
+}
+
+function retryGlobalSocket() {
+  setTimeout(connectGlobalSocket, jittered(state.globalRetryMs));
+  state.globalRetryMs = Math.min(state.globalRetryMs * 2, 15000);
 }
 
 function onGlobalMessage(message) {
@@ -904,6 +927,7 @@ async function openTask(taskId) {
 }
 
 function closeTaskSocket() {
+  state.taskAttempt++;  // a connect still waiting for its ticket gives way
   if (state.taskSocket) {
     state.taskSocket.onclose = null;
     state.taskSocket.close();
@@ -911,9 +935,18 @@ function closeTaskSocket() {
   }
 }
 
-function connectTaskSocket(taskId, retryMs = 1000) {
+async function connectTaskSocket(taskId, retryMs = 1000) {
   closeTaskSocket();
-  const socket = new WebSocket(wsUrl(taskPath(taskId, "/ws")));
+  const attempt = state.taskAttempt;
+  let url;
+  try {
+    url = await ticketUrl(taskPath(taskId, "/ws"), { websocket: true });
+  } catch (error) {
+    if (attempt === state.taskAttempt && error.status !== 401) reconnectTaskSocket(taskId, retryMs);
+    return;
+  }
+  if (attempt !== state.taskAttempt || state.viewTaskId !== taskId) return;
+  const socket = new WebSocket(url);
   state.taskSocket = socket;
   socket.onmessage = (event) => onTaskMessage(taskId, JSON.parse(event.data));
   socket.onclose = (event) => {
@@ -924,11 +957,18 @@ function connectTaskSocket(taskId, retryMs = 1000) {
     // the page is still open: reconnect, and the next snapshot fills in what was missed.
     const waitingForToken = !$("auth-prompt").hidden;
     if (event.code !== 1000 && state.viewTaskId === taskId && !(task && TERMINAL.has(task.status)) && !waitingForToken) {
-      setTimeout(() => {
-        if (state.viewTaskId === taskId && !state.taskSocket) connectTaskSocket(taskId, Math.min(retryMs * 2, 15000));
-      }, jittered(retryMs));
+      reconnectTaskSocket(taskId, retryMs);
     }
   };
+}
+
+function reconnectTaskSocket(taskId, retryMs) {
+  const attempt = state.taskAttempt;
+  setTimeout(() => {
+    if (state.viewTaskId === taskId && attempt === state.taskAttempt) {
+      connectTaskSocket(taskId, Math.min(retryMs * 2, 15000));
+    }
+  }, jittered(retryMs));
 }
 
 // Every open dashboard loses its sockets at the same moment when the server restarts; spreading
@@ -951,7 +991,7 @@ function onTaskMessage(taskId, message) {
     addHistoryToChart(state.tasks.get(taskId));
     loadEvents(taskId);
     renderTask(state.tasks.get(taskId));
-  } else if (message.type === "warning" || message.type === "status") {
+  } else if (message.type === "warning" || message.type === "status" || message.type === "resumed") {
     loadEventsSoon(taskId);
   }
   scheduleChartDraw();
@@ -993,6 +1033,8 @@ function progressFacts(task, p) {
   if (isNumber(p.val_accuracy)) facts.push(["val accuracy", fmtPercent(p.val_accuracy)]);
   if (isNumber(p.samples_per_second)) facts.push(["samples/s", fmtNumber(p.samples_per_second, 3)]);
   if (ACTIVE.has(task.status) && isNumber(p.eta_seconds)) facts.push(["ETA", fmtDuration(p.eta_seconds)]);
+  if (task.checkpoint) facts.push(["checkpoint", `epoch ${task.checkpoint.epoch}, step ${task.checkpoint.step}`]);
+  if (task.interruptions) facts.push(["restarts survived", task.interruptions]);
   if (task.started_at) facts.push(["started", fmtTime(task.started_at)]);
   if (task.finished_at) facts.push(["finished", fmtTime(task.finished_at)]);
   return facts;
@@ -1008,14 +1050,32 @@ function renderActions(task) {
     $("task-action-status").textContent = "";
     state.actionStatusFor = null;
   }
-  $("stop-button").disabled = !(task.status === "queued" || task.status === "training");
+  $("stop-button").disabled = !["queued", "training", "paused"].includes(task.status);
+  // Pause while queued or training (not once a pause or stop is under way); resume while paused.
+  const pausing = (task.progress || {}).phase === "pausing";
+  $("pause-button").hidden = task.status === "paused";
+  $("pause-button").disabled = !(task.status === "queued" || task.status === "training") || pausing;
+  $("resume-button").hidden = task.status !== "paused";
   const link = $("download-link");
   const downloadable = task.status === "completed";
   link.hidden = !downloadable;
-  // A link cannot send the Authorization header; bertd takes ?token= on download links instead.
-  const token = getToken();
-  const query = token ? `?token=${encodeURIComponent(token)}` : "";
-  link.href = downloadable ? API + taskPath(task.task_id, "/download") + query : "#";
+  // With a token, a click fetches a ticket first (onDownload): a link cannot send the header.
+  link.href = downloadable ? API + taskPath(task.task_id, "/download") : "#";
+}
+
+async function onDownload(event) {
+  const link = event.currentTarget;
+  if (!getToken() || link.getAttribute("href") === "#") return;  // without a token the plain link works
+  event.preventDefault();
+  try {
+    const url = await ticketUrl(link.pathname.slice(API.length));
+    const once = el("a", { href: url, download: true, hidden: true });
+    document.body.append(once);
+    once.click();
+    once.remove();
+  } catch (error) {
+    showError($("task-action-error"), error);
+  }
 }
 
 function renderHyperparameters(task) {
@@ -1129,6 +1189,10 @@ function describeEvent(event) {
       `macro-F1 ${fmtPercent(d.val_macro_f1)}, val loss ${fmtNumber(d.val_loss)}`;
   }
   if (event.type === "warning") return d.message ?? "";
+  if (event.type === "resumed") {
+    return `continues from its checkpoint at ${d.epoch_complete ? "the end of" : "within"} epoch ${d.epoch} ` +
+      `(step ${d.step})${d.interruptions ? ` after ${d.interruptions} restart(s)` : ""}`;
+  }
   return JSON.stringify(d);
 }
 
@@ -1141,6 +1205,26 @@ async function onStop() {
     mergeRestTask(task);
     renderTask(task);
     return task.message || "Stop requested.";
+  });
+}
+
+async function onPause() {
+  const taskId = state.viewTaskId;
+  await runAction(async () => {
+    const task = await api("POST", taskPath(taskId, "/pause"));
+    mergeRestTask(task);
+    renderTask(task);
+    return task.message || "Pause requested.";
+  });
+}
+
+async function onResume() {
+  const taskId = state.viewTaskId;
+  await runAction(async () => {
+    const task = await api("POST", taskPath(taskId, "/resume"));
+    mergeRestTask(task);
+    renderTask(task);
+    return task.message || "Queued again.";
   });
 }
 
@@ -1433,7 +1517,10 @@ function bindEvents() {
     $(id).addEventListener("input", (event) => { event.target.dataset.touched = "true"; });
   }
   $("stop-button").addEventListener("click", onStop);
+  $("pause-button").addEventListener("click", onPause);
+  $("resume-button").addEventListener("click", onResume);
   $("delete-button").addEventListener("click", onDelete);
+  $("download-link").addEventListener("click", onDownload);
   $("predict-form").addEventListener("submit", onPredict);
   bindBaseModels();
   window.addEventListener("hashchange", route);

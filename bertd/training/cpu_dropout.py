@@ -102,3 +102,9 @@ def restore_attention(model: torch.nn.Module) -> None:
     """Back to SDPA before saving, so the saved model loads anywhere."""
     if getattr(model.config, "_attn_implementation", None) == ATTENTION_NAME:
         model.set_attn_implementation("sdpa")
+
+
+def dropout_generator(model: torch.nn.Module) -> np.random.Generator | None:
+    """The generator the model's NumpyDropout modules share (None when they were not swapped in):
+    part of what a checkpoint must restore for a run to continue exactly."""
+    return next((module.generator for module in model.modules() if isinstance(module, NumpyDropout)), None)

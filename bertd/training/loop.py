@@ -1,13 +1,13 @@
-"""The training loop: prepare, then epochs of steps with evaluations, then save the best.
+"""The training loop: prepare (or continue from a checkpoint), then epochs of steps with evaluations
+and checkpoints, then save the best.
 
 Runs inside a worker process and reads top to bottom like nanoGPT's train.py. Progress goes out
-through `report`; `should_stop` is polled every step."""
+through `report`; `should_stop` is polled every step: a stop ends the run, a pause ends it after a
+checkpoint (at an optimiser-step boundary, so no half-accumulated gradient is lost)."""
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from bertd.protocol import (
     Completed,
     EpochReport,
     EvaluationReport,
+    Interruption,
     Phase,
     ProgressReport,
     Report,
@@ -26,65 +27,65 @@ from bertd.protocol import (
     WarningReport,
 )
 from bertd.training.batching import epoch_batches, make_batch
-from bertd.training.evaluation import BestSoFar, evaluate, metric_value
+from bertd.training.checkpoint import Position
+from bertd.training.evaluation import evaluate, metric_value
+from bertd.training.loop_state import EpochSums, LoopState
+from bertd.training.resume import Checkpoints, Start
 from bertd.training.saving import save_model
 from bertd.training.setup import Setup, prepare
-
-
-@dataclass
-class LoopState:
-    """What the loop accumulates as it goes."""
-
-    step: int = 0
-    samples_seen: int = 0
-    training_seconds: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best: BestSoFar = field(default_factory=BestSoFar)
-    # Early stopping: the best value of the watched metric and the epochs since it improved.
-    best_watch: float = -math.inf
-    epochs_without_improvement: int = 0
-
-    def speed(self, extra_seconds: float = 0.0) -> float | None:
-        elapsed = self.training_seconds + extra_seconds
-        return self.samples_seen / elapsed if elapsed > 0 else None
 
 
 def run_training(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Completed:
     setup = prepare(job, report)
     state = LoopState()
-    for epoch in range(1, setup.hp.epochs + 1):
-        train_epoch(setup, state, epoch, report, should_stop)
-        if end_epoch(setup, state, epoch, report):
-            break
-    if should_stop():
-        raise TrainingStopped()
-    report(ProgressReport(phase=Phase.SAVING))
-    return finish(setup, state)
+    checkpoints = Checkpoints(setup, state, report)
+    try:
+        start = checkpoints.resume()
+        for epoch in range(start.epoch, setup.hp.epochs + 1):
+            train_epoch(setup, state, epoch, report, should_stop, checkpoints,
+                        start if epoch == start.epoch else Start(epoch))
+            stop_early = end_epoch(setup, state, epoch, report)
+            if stop_early:
+                break
+            if epoch < setup.hp.epochs:
+                checkpoints.save(Position(epoch, batches_done=0, epoch_complete=True))
+        if should_stop() == Interruption.STOP:
+            raise TrainingStopped()
+        report(ProgressReport(phase=Phase.SAVING))
+        return finish(setup, state)
+    finally:
+        checkpoints.finish()
 
 
-def train_epoch(setup: Setup, state: LoopState, epoch: int, report: Report, should_stop: ShouldStop) -> None:
+def train_epoch(setup: Setup, state: LoopState, epoch: int, report: Report, should_stop: ShouldStop,
+                checkpoints: Checkpoints, start: Start) -> None:
     hp, model, device = setup.hp, setup.model, setup.device
     rows = len(setup.train_split)
     model.train()
-    epoch_start = time.perf_counter()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    epoch_samples = 0
-    last_report = 0.0
+    # The batch order's state before this epoch's batches are drawn: a mid-epoch checkpoint keeps
+    # it, and a resume draws the same batches again from it.
+    if start.epoch_order is not None:
+        setup.batch_order.bit_generator.state = start.epoch_order
+    epoch_order = setup.batch_order.bit_generator.state
     batches = epoch_batches(setup.train_split.lengths(), hp.batch_size, setup.batch_order)
-    for batch_index, indices in enumerate(batches):
-        if should_stop():
+    sums = start.sums or EpochSums.zero(device)
+    last_report = 0.0
+    for batch_index in range(start.batches_done, len(batches)):
+        interruption = should_stop()
+        if interruption == Interruption.STOP:
             raise TrainingStopped()
+        if interruption == Interruption.PAUSE and batch_index % hp.gradient_accumulation_steps == 0:
+            raise checkpoints.pause(Position(epoch, batch_index, epoch_complete=False), sums, epoch_order)
+        indices = batches[batch_index]
         batch = make_batch(setup.train_split, indices, setup.pad_id, device)
         with torch.autocast(device.type, dtype=setup.autocast_dtype or torch.float32,
                             enabled=setup.autocast_dtype is not None):
             logits = setup.forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"], weight=setup.class_weights)
         setup.grad_scaler.scale(loss / hp.gradient_accumulation_steps).backward()
-        # Running sums stay on the device: reading them every step would force a host sync.
-        loss_sum += loss.detach() * len(indices)
-        correct += (logits.detach().argmax(dim=-1) == batch["labels"]).sum()
-        epoch_samples += len(indices)
+        sums.loss_sum += loss.detach() * len(indices)
+        sums.correct += (logits.detach().argmax(dim=-1) == batch["labels"]).sum()
+        sums.samples += len(indices)
         state.samples_seen += len(indices)
         last_of_epoch = batch_index == len(batches) - 1
         if (batch_index + 1) % hp.gradient_accumulation_steps == 0 or last_of_epoch:
@@ -95,12 +96,13 @@ def train_epoch(setup: Setup, state: LoopState, epoch: int, report: Report, shou
                 evaluate_mid_epoch(setup, state, epoch, report)
                 model.train()
                 # Evaluation time is not training time: keep samples/s and the ETA honest.
-                epoch_start += time.perf_counter() - paused
+                sums.started += time.perf_counter() - paused
+                checkpoints.save(Position(epoch, batch_index + 1, epoch_complete=False), sums, epoch_order)
         now = time.perf_counter()
         if now - last_report >= setup.job.report_interval or last_of_epoch:
             last_report = now
-            speed = state.speed(now - epoch_start)
-            remaining_samples = (hp.epochs - epoch) * rows + (rows - epoch_samples)
+            speed = state.speed(sums.seconds())
+            remaining_samples = (hp.epochs - epoch) * rows + (rows - sums.samples)
             report(ProgressReport(
                 phase=Phase.TRAINING,
                 current_epoch=epoch,
@@ -108,16 +110,16 @@ def train_epoch(setup: Setup, state: LoopState, epoch: int, report: Report, shou
                 step=state.step,
                 total_steps=setup.total_steps,
                 progress_percentage=round(100.0 * state.step / setup.total_steps, 2),
-                train_loss=float(loss_sum.item() / epoch_samples),
-                train_accuracy=float(correct.item() / epoch_samples),
+                train_loss=float(sums.loss_sum.item() / sums.samples),
+                train_accuracy=float(sums.correct.item() / sums.samples),
                 learning_rate=setup.scheduler.get_last_lr()[0],
                 samples_per_second=round(speed, 2) if speed else None,
                 eta_seconds=round(remaining_samples / speed, 1) if speed else None,
             ))
-    state.training_seconds += time.perf_counter() - epoch_start
+    state.training_seconds += sums.seconds()
     state.history.append({"epoch": epoch, "step": state.step,
-                          "train_loss": float(loss_sum.item() / max(1, epoch_samples)),
-                          "train_accuracy": float(correct.item() / max(1, epoch_samples))})
+                          "train_loss": float(sums.loss_sum.item() / max(1, sums.samples)),
+                          "train_accuracy": float(sums.correct.item() / max(1, sums.samples))})
 
 
 def optimiser_step(setup: Setup) -> None:

@@ -19,7 +19,18 @@ from typing import Any
 
 from loguru import logger
 
-from bertd.protocol import Completed, Failed, Stopped, TaskError, TrainingInputError, TrainingJob, TrainingStopped
+from bertd.protocol import (
+    Completed,
+    Failed,
+    Interruption,
+    Paused,
+    Stopped,
+    TaskError,
+    TrainingInputError,
+    TrainingJob,
+    TrainingPaused,
+    TrainingStopped,
+)
 from bertd.training.priority import low_until_job
 from bertd.training.wording import MAX_MESSAGE_CHARACTERS, shortened
 
@@ -81,6 +92,7 @@ def worker_main(
     jobs: Connection,
     connection: Connection,
     stop_event: Event,
+    pause_event: Event,
     training_function: str,
     log_level: str,
     parent_pid: int,
@@ -125,20 +137,35 @@ def worker_main(
     log = logger.bind(task=job.task_id)
     log.debug("worker {} took the job", os.getpid())
 
+    # Checkpoints are written by a background thread: one lock keeps its messages and the loop's
+    # from interleaving on the pipe.
+    sending = threading.Lock()
+
+    def report(message: Any) -> None:
+        with sending:
+            connection.send(message)
+
+    def interruption() -> Interruption | None:
+        if terminated or stop_event.is_set():
+            return Interruption.STOP
+        return Interruption.PAUSE if pause_event.is_set() else None
+
     # Whatever the run leaves on disk when it does not complete (a .partial model folder) is the
     # server's to remove: it owns the model store.
     try:
         if import_error is not None:
             raise import_error
-        verdict: Completed | Stopped | Failed = train(job, connection.send, lambda: terminated or stop_event.is_set())
+        verdict: Completed | Stopped | Paused | Failed = train(job, report, interruption)
     except TrainingStopped:
         verdict = Stopped()
+    except TrainingPaused as paused:
+        verdict = Paused(epoch=paused.epoch, step=paused.step)
     except BaseException as error:  # noqa: BLE001 - every failure must reach the server as a verdict
         detail = task_error(error)
         verdict = Failed(error=detail.text, detail=detail, expected=isinstance(error, TrainingInputError),
                          traceback="".join(traceback.format_exception(error)))
     try:
-        connection.send(verdict)
+        report(verdict)
     except (OSError, ValueError):
         if isinstance(verdict, Failed):
             # The server is gone: the log is the only place left for the traceback.

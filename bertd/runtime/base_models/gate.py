@@ -87,7 +87,7 @@ class BaseModelGate:
         """The oldest queued task that can start now; None when every queued task waits."""
         passed_over = set(self._downloads.downloading_names())
         while True:
-            task = await self._store.oldest_queued(frozenset(passed_over))
+            task = await self._store.next_queued(frozenset(passed_over))
             if task is None:
                 return None
             # Without auto-download a missing model fails the task in its worker, with the hint.
