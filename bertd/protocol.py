@@ -82,8 +82,10 @@ class Hyperparameters(Frozen):
     batch_size: int = Field(16, ge=1, le=4096, description="Rows per optimiser step (before gradient accumulation).")
     max_sequence_length: int = Field(256, ge=8, le=8192, description="Tokens kept per text; longer texts are truncated.")
     random_seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for the split, shuffling and initialisation.")
-    train_val_split: float = Field(0.2, gt=0, le=0.5, description=(
-        "Fraction of rows held out for validation (stratified by label); ignored with validation_data_file."))
+    train_val_split: float = Field(0.2, ge=0, le=0.5, description=(
+        "Fraction of rows held out for validation (stratified by label); ignored with validation_data_file. "
+        "0 trains on every row: without a validation_data_file there are then no validation metrics and the "
+        "last epoch is saved."))
     text_column: NonEmptyText = Field("text", description="Column holding the text to classify.")
     label_column: NonEmptyText = Field("label", description="Column holding the label.")
     sheet_name: NonEmptyText | None = Field(None, description="Sheet of training_data_file; null means the first sheet.")
@@ -130,6 +132,8 @@ class Hyperparameters(Frozen):
 
 class Phase(enum.StrEnum):
     QUEUED = "queued"
+    # Queued, and waiting for its base model to be downloaded; holds no training slot meanwhile.
+    DOWNLOADING_BASE_MODEL = "downloading_base_model"
     STARTING = "starting"
     LOADING_DATA = "loading_data"
     LOADING_MODEL = "loading_model"
@@ -162,6 +166,10 @@ class Progress(BaseModel):
     learning_rate: float | None = None
     samples_per_second: float | None = None
     eta_seconds: float | None = None
+    download_bytes_done: int | None = Field(None, description=(
+        "In phase downloading_base_model: bytes of the base model downloaded so far (else null)."))
+    download_bytes_total: int | None = Field(None, description=(
+        "In phase downloading_base_model: the base model's size in bytes, once the hub has said (else null)."))
 
     @classmethod
     def initial(cls, hyperparameters: Hyperparameters) -> Progress:
@@ -251,15 +259,17 @@ class EvaluationReport(Message):
 
 
 class EpochReport(Message):
+    """The validation figures are None when the task has no validation rows (train_val_split 0)."""
+
     type: Literal["epoch"] = "epoch"
     epoch: int
     total_epochs: int
     step: int
     train_loss: float
     train_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    val_macro_f1: float
+    val_loss: float | None
+    val_accuracy: float | None
+    val_macro_f1: float | None
     is_best: bool
     per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
     confusion_matrix: list[list[int]] = Field(default_factory=list)
@@ -289,6 +299,20 @@ class Stopped(Message):
     type: Literal["stopped"] = "stopped"
 
 
+class TaskError(BaseModel):
+    """Why a task failed, for people and programs: a stable snake_case `code`, the `message` (what
+    went wrong, one short sentence) and the `hint` (what to do about it). A task's `error_message`
+    is `text`, the two in one line."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    message: str
+    hint: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 class Paused(Message):
     """Stopped after writing a checkpoint: the task can continue from `epoch` / `step`."""
 
@@ -299,7 +323,9 @@ class Paused(Message):
 
 class Failed(Message):
     type: Literal["failed"] = "failed"
+    # The error as one line (TaskError.text); `detail` is the same, structured.
     error: str
+    detail: TaskError | None = None
     # A known input error (TrainingInputError) is one log line; anything else logs its traceback.
     expected: bool = False
     traceback: str = ""
@@ -402,6 +428,12 @@ class TrainingStopped(Exception):
     """A stop was requested; the worker reports `stopped`."""
 
 
+def add_base_model_hint(name: str) -> str:
+    """What to do about a base model the server does not have: the one wording the API's 400, a
+    failed task and a failed download all use."""
+    return (f"add it with `bertd pull {name}` or POST /api/v1/base-models {{\"name\": \"{name}\"}} (where the Hub "
+            "cannot be reached, set HF_ENDPOINT=https://hf-mirror.com or pull with \"source\": \"modelscope\"), "
+            f"or copy a model folder (config.json, weights, tokenizer) to BASE_MODELS_DIR/{name}")
 class TrainingPaused(Exception):
     """A pause was requested and the checkpoint is written; the worker reports `paused`."""
 
@@ -412,4 +444,14 @@ class TrainingPaused(Exception):
 
 
 class TrainingInputError(ValueError):
-    """The data or base model cannot be used as asked; the message is shown to the user as is."""
+    """The data or base model cannot be used as asked; the message is shown to the user as is,
+    followed by the hint (what to do), and `code` names the kind of problem (e.g. column_missing)."""
+
+    def __init__(self, message: str, *, code: str = "invalid_input", hint: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.hint = hint
+
+    @property
+    def task_error(self) -> TaskError:
+        return TaskError(code=self.code, message=str(self), hint=self.hint)

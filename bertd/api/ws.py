@@ -14,8 +14,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from bertd.api.ws_socket import SocketSubscriber, close_quietly
 from bertd.runtime.hub import LiveState
-from bertd.server.errors import not_found
-from bertd.server.keys import CONFIG, HUB, STORE, WEBSOCKETS
+from bertd.server.errors import ApiError, not_found
+from bertd.server.keys import BASE_MODEL_DOWNLOADS, CONFIG, HUB, STORE, WEBSOCKETS
 from bertd.state.records import ACTIVE_STATUSES, TERMINAL_STATUSES, TaskRecord
 
 
@@ -42,6 +42,11 @@ def _subscriber(request: web.Request, task_id: str | None) -> SocketSubscriber:
 
 
 async def _accept(request: web.Request, subscriber: SocketSubscriber) -> None:
+    # A plain GET (no Upgrade: websocket) is answered 400 with the one error body, as documented.
+    if not subscriber.socket.can_prepare(request).ok:
+        raise ApiError(400, "websocket_required",
+                       f"{request.path} is a WebSocket endpoint: connect with a WebSocket client "
+                       "(GET with Connection: Upgrade and Upgrade: websocket)")
     await subscriber.socket.prepare(request)
     request.app[WEBSOCKETS].add(subscriber.socket)
 
@@ -95,11 +100,13 @@ async def all_tasks_stream(request: web.Request) -> web.WebSocketResponse:
     subscriber = _subscriber(request, None)
     await _accept(request, subscriber)
     states = hub.subscribe(subscriber)
+    # In the same step as subscribing: every later base_model message is newer than this.
+    downloads = [entry.to_json() for entry in request.app[BASE_MODEL_DOWNLOADS].entries()]
     try:
         active = await store.tasks_in(tuple(ACTIVE_STATUSES))
         tasks = [{**snapshot_of(task, states.get(task.task_id)), "seq": states[task.task_id].seq
                   if task.task_id in states else 0} for task in active]
-        await _stream(subscriber, [{"type": "snapshot", "tasks": tasks}])
+        await _stream(subscriber, [{"type": "snapshot", "tasks": tasks, "base_models": downloads}])
     finally:
         hub.unsubscribe(subscriber)
         request.app[WEBSOCKETS].discard(subscriber.socket)

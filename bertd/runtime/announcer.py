@@ -30,6 +30,8 @@ class Announcer:
         status_message = {"type": "status", "status": str(task.status)}
         if task.error_message:
             status_message["error_message"] = task.error_message
+        if task.error is not None:
+            status_message["error"] = task.error.model_dump(mode="json")
         self._hub.publish(task.task_id, status_message)
         if task.status in TERMINAL_STATUSES:
             observe_task_end(self._metrics, task)
@@ -49,8 +51,12 @@ class Announcer:
     def epoch(self, task: TaskRecord, report: EpochReport) -> None:
         data = report.model_dump(mode="json", exclude={"type", "origin", "sent_at", "total_epochs"})
         self._hub.publish(task.task_id, {"type": "epoch", **data, "total_epochs": report.total_epochs})
-        logger.info("task {} epoch {}/{}: val_accuracy {:.4f}, val_macro_f1 {:.4f}", task.task_id, report.epoch,
-                    report.total_epochs, report.val_accuracy, report.val_macro_f1)
+        if report.val_accuracy is None or report.val_macro_f1 is None:
+            logger.info("task {} epoch {}/{}: train_loss {:.4f} (no validation rows)", task.task_id, report.epoch,
+                        report.total_epochs, report.train_loss)
+        else:
+            logger.info("task {} epoch {}/{}: val_accuracy {:.4f}, val_macro_f1 {:.4f}", task.task_id, report.epoch,
+                        report.total_epochs, report.val_accuracy, report.val_macro_f1)
         if task.callback_url:
             self._callbacks.send(task.task_id, task.callback_url,
                                  {"event": "task.epoch", "task_id": task.task_id, "epoch": report.epoch,

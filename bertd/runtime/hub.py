@@ -77,6 +77,16 @@ class Hub:
             del self._states[task_id]
         return message
 
+    def broadcast(self, body: dict[str, Any]) -> Message:
+        """A message that belongs to no task (a base model download): offered only to the
+        subscribers of every task, with `at` but no `task_id` or `seq`. Each such message carries
+        its subject's whole state, so a newer one may replace an older one a slow client has not
+        taken yet."""
+        message = Message({**body, "at": time.time()})
+        for subscriber in tuple(self._everything):
+            subscriber.offer(message)
+        return message
+
     def subscribe(self, subscriber: Subscriber) -> dict[str, LiveState]:
         """Add a subscriber to its task (or to every task) and return, at this same instant, the
         live state of that task (or of every active task). Every later message has a larger seq."""

@@ -1,8 +1,9 @@
 """A subscriber's bounded queue of live messages, for whoever cannot take them the moment they
 are published (a WebSocket whose client is behind).
 
-Back-pressure: a pending `progress` of a task is replaced by a newer one (newest wins); `status`,
-`epoch`, `warning` and `end` are never dropped. A mailbox that still overflows is marked too slow:
+Back-pressure: a pending `progress` of a task is replaced by a newer one (newest wins), and so is a
+pending `base_model` message of the same base model (each carries the download's whole state);
+`status`, `epoch`, `warning` and `end` are never dropped. A mailbox that still overflows is marked too slow:
 its reader gets SubscriberTooSlow and should close the connection."""
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ import asyncio
 from collections import deque
 from typing import Any
 
-COALESCED_TYPES = frozenset({"progress"})
+COALESCED_TYPES = frozenset({"progress", "base_model"})
+
+
+def _subject(message: dict[str, Any]) -> str | None:
+    """What a message is about: its task, or the base model a `base_model` message describes."""
+    return message.get("task_id") or message.get("name")
 
 
 class SubscriberTooSlow(Exception):
@@ -34,7 +40,7 @@ class Mailbox:
             return
         if message["type"] in COALESCED_TYPES:
             for index, pending in enumerate(self._queue):
-                if pending["type"] == message["type"] and pending["task_id"] == message["task_id"]:
+                if pending["type"] == message["type"] and _subject(pending) == _subject(message):
                     del self._queue[index]
                     self.coalesced += 1
                     break

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
 
-from bertd.protocol import Phase, Progress, StopReason
+from bertd.protocol import Phase, Progress, StopReason, TaskError
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.executor import Executor, Run
 from bertd.runtime.gpus import GpuAssigner
@@ -36,7 +37,7 @@ class PauseUnsupported(Exception):
 class Scheduler:
     def __init__(self, store: Store, executor: Executor, announcer: Announcer, model_store: ModelStore, *,
                  max_queued: int, jobs: JobSettings, gpus: GpuAssigner, progress_write_interval: float,
-                 resume: ResumePolicy) -> None:
+                 resume: ResumePolicy, next_task: Callable[[], Awaitable[TaskRecord | None]] | None = None) -> None:
         self._store = store
         self._executor = executor
         self._announcer = announcer
@@ -46,6 +47,9 @@ class Scheduler:
         self._gpus = gpus
         self._progress_write_interval = progress_write_interval
         self._resume = resume
+        # Which queued task starts next: by default the first in dispatch order; the base model gate
+        # passes over tasks whose base model is still downloading (runtime/base_models/gate.py).
+        self._next_task = next_task or store.next_queued
         self._active: dict[str, ActiveRun] = {}
         self._followers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -71,6 +75,10 @@ class Scheduler:
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
         self._wake.set()
         self._executor.warm_up()
+
+    def wake(self) -> None:
+        """Look at the queue again (e.g. a base model that tasks waited for has arrived)."""
+        self._wake.set()
 
     def begin_shutdown(self) -> None:
         """Stop admitting and starting tasks; running ones are dealt with by close()."""
@@ -141,7 +149,7 @@ class Scheduler:
             await self._wake.wait()
             self._wake.clear()
             while not self._closing and len(self._active) < self._executor.capacity():
-                task = await self._store.next_queued()
+                task = await self._next_task()
                 if task is None:
                     break
                 await self._launch(task)
@@ -159,8 +167,10 @@ class Scheduler:
         except Exception as error:
             logger.exception("task {} could not be started", task.task_id)
             self._gpus.release(task.task_id)
+            failure = TaskError(code="worker_start_failed", message=f"the worker process could not start: {error}",
+                                hint="the server log has the traceback; check memory, disk space and WORKER_CPUS")
             await self._end(claimed, TaskStatus.FAILED, progress=progress.updated(phase=Phase.FAILED),
-                            error_message=f"the worker process could not start: {error}")
+                            error_message=failure.text, error=failure)
             return
         self._follow_run(claimed, run, progress)
 
@@ -184,7 +194,8 @@ class Scheduler:
             if ending.traceback:
                 logger.error("task {} worker traceback:\n{}", active.task_id, ending.traceback.rstrip())
             target, fields = ending.status, {"progress": ending.progress, "error_message": ending.error_message,
-                                             "metrics": ending.metrics, "artifacts": ending.artifacts}
+                                             "error": ending.error, "metrics": ending.metrics,
+                                             "artifacts": ending.artifacts}
             if target == TaskStatus.QUEUED:
                 current = await self._store.get_task(active.task_id)
                 target, fields = self._resume.after_interruption(current or active.task, "a shutdown of the server")

@@ -25,6 +25,7 @@ from bertd.protocol import (
     Started,
     Stopped,
     StopReason,
+    TaskError,
     Verdict,
     WarningReport,
 )
@@ -62,7 +63,9 @@ class Ending:
 
     status: TaskStatus
     progress: Progress
-    error_message: str | None = None
+    error: TaskError | None = None
+    # For a stopped task: why, when it was not a user's request.
+    stop_message: str | None = None
     metrics: dict | None = None
     artifacts: Artifacts | None = None
     # A traceback worth logging: an unexpected failure inside the run.
@@ -71,6 +74,10 @@ class Ending:
     @property
     def keeps_model(self) -> bool:
         return self.status == TaskStatus.COMPLETED
+
+    @property
+    def error_message(self) -> str | None:
+        return self.error.text if self.error is not None else self.stop_message
 
     @property
     def keeps_checkpoint(self) -> bool:
@@ -85,8 +92,9 @@ def ending_of(active: ActiveRun, resume_after_shutdown: bool) -> Ending:
             return Ending(TaskStatus.COMPLETED, progress.updated(phase=Phase.COMPLETED, progress_percentage=100.0,
                                                                  eta_seconds=0),
                           metrics=metrics, artifacts=artifacts)
-        case Failed(error=error, expected=expected, traceback=traceback):
-            return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error_message=error,
+        case Failed(error=error, detail=detail, expected=expected, traceback=traceback):
+            return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED),
+                          error=detail or TaskError(code="training_error", message=error),
                           traceback=None if expected else traceback)
         case Paused() if reason == StopReason.PAUSE:
             return Ending(TaskStatus.PAUSED, progress.updated(phase=Phase.PAUSED, eta_seconds=None))
@@ -96,11 +104,12 @@ def ending_of(active: ActiveRun, resume_after_shutdown: bool) -> Ending:
                                                           samples_per_second=None))
     if reason is not None or isinstance(active.verdict, Stopped | Paused):
         message = "the server shut down while it was training" if reason == StopReason.SHUTDOWN else None
-        return Ending(TaskStatus.STOPPED, progress.updated(phase=Phase.STOPPED), error_message=message)
+        return Ending(TaskStatus.STOPPED, progress.updated(phase=Phase.STOPPED), stop_message=message)
     detail = active.exited.detail if active.exited else "an unknown exit status"
-    return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error_message=(
-        f"the worker process died with {detail} during {progress.phase} (epoch {progress.current_epoch}); "
-        "if it was killed for memory, lower batch_size or max_sequence_length"))
+    return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error=TaskError(
+        code="worker_died",
+        message=f"the worker process died with {detail} during {progress.phase} (epoch {progress.current_epoch})",
+        hint="if it was killed for memory, lower batch_size or max_sequence_length"))
 
 
 def _data(message: EpochReport | EvaluationReport, exclude: set[str] | None = None) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bertd import __version__
+from bertd.schema import openapi_base_models
 from bertd.schema.openapi_internal import INTERNAL_PATHS
 from bertd.schema.openapi_parts import COMPONENTS, error_body, json_body, ref, with_message
 from bertd.schema.openapi_ws import WS_ALL_DESCRIPTION, WS_MESSAGE_SCHEMAS, WS_TASK_DESCRIPTION
@@ -100,8 +101,12 @@ def build_openapi() -> dict[str, Any]:
             "post": {
                 "summary": "Create a training task (queued FIFO)",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": ref("TaskRequest")}}},
-                "responses": {"201": json_body(with_message("Task"), "Created and queued"),
-                              "400": bad_request,
+                "responses": {"201": json_body(with_message("Task"), "Created and queued (waiting in phase "
+                                                                     "downloading_base_model while its base model "
+                                                                     "is downloaded)"),
+                              "400": error_body("Validation error naming the field; also a base_model the server "
+                                                "does not have and cannot download (the message names the "
+                                                "available ones and how to add one)"),
                               "409": error_body("A data file was deleted meanwhile"),
                               "415": error_body("Body is not application/json"),
                               "429": error_body("MAX_QUEUED_TASKS tasks are already waiting"),
@@ -205,15 +210,17 @@ def build_openapi() -> dict[str, Any]:
     }
     ws_messages = {"oneOf": [ref(name) for name in WS_MESSAGE_SCHEMAS]}
     upgrade = {"101": {"description": "Switching Protocols; then JSON text messages, see the description",
-                       "content": {"application/json": {"schema": ws_messages}}}}
+                       "content": {"application/json": {"schema": ws_messages}}},
+               "400": error_body("Not a WebSocket upgrade request (code websocket_required)")}
     paths["/api/v1/training/tasks/{task_id}/ws"] = {"parameters": [TASK_ID, TICKET], "get": {
         "summary": "Live messages of one task (WebSocket)",
         "description": WS_TASK_DESCRIPTION,
         "responses": {**upgrade, "404": not_found}}}
     paths["/api/v1/ws"] = {"parameters": [TICKET], "get": {
-        "summary": "Live messages of every task (WebSocket, for dashboards)",
+        "summary": "Live messages of every task and of base model downloads (WebSocket, for dashboards)",
         "description": WS_ALL_DESCRIPTION,
-        "responses": upgrade}}
+        "responses": dict(upgrade)}}
+    paths.update(openapi_base_models.paths(bad_request))
     websockets = {"/api/v1/ws", "/api/v1/training/tasks/{task_id}/ws"}
     for path, item in paths.items():
         for method, operation in item.items():
@@ -230,7 +237,7 @@ def build_openapi() -> dict[str, Any]:
                                 "{\"error\": {\"code\", \"message\", \"details\"}}."},
         "paths": paths,
         "components": {
-            "schemas": {**COMPONENTS, **WS_MESSAGE_SCHEMAS},
+            "schemas": {**COMPONENTS, **openapi_base_models.COMPONENTS, **WS_MESSAGE_SCHEMAS},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
                            "description": "Needed when API_TOKEN is set; WebSockets and download "

@@ -56,6 +56,13 @@ class Config:
     gpu_devices: tuple[int, ...] | None = None
     # Trained models kept loaded for predictions.
     predict_cache_size: int = 2
+    # A task whose base model is not on the server waits while it is pulled (false: 400 at create).
+    auto_download_base_models: bool = True
+    # The hub such a pull uses: huggingface (HF_ENDPOINT, HF_TOKEN) or modelscope (MODELSCOPE_ENDPOINT).
+    base_model_source: str = "huggingface"
+    # Tries in a row without progress before a pull gives up, and the first wait between them (doubling).
+    base_model_download_retries: int = 5
+    base_model_download_backoff_seconds: float = 1.0
     # After a restart (clean or a crash), tasks that were training continue from their last
     # checkpoint; false: they end `stopped` (clean shutdown) or `failed` (crash), as before.
     resume_interrupted_tasks: bool = True
@@ -135,6 +142,13 @@ def _parse_port(name: str, raw: str) -> int:
     value = parse_positive_int(name, raw)
     if value > 65535:
         raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def _parse_source(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("huggingface", "modelscope"):
+        raise ConfigError(f"{name} must be huggingface or modelscope, got {raw!r}")
     return value
 
 
@@ -266,6 +280,10 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "CALLBACK_TIMEOUT_SECONDS": ("callback_timeout_seconds", _parse_non_negative_float),
     "CALLBACK_MAX_ATTEMPTS": ("callback_max_attempts", parse_positive_int),
     "CALLBACK_BACKOFF_SECONDS": ("callback_backoff_seconds", _parse_non_negative_float),
+    "AUTO_DOWNLOAD_BASE_MODELS": ("auto_download_base_models", _parse_bool),
+    "BASE_MODEL_SOURCE": ("base_model_source", _parse_source),
+    "BASE_MODEL_DOWNLOAD_RETRIES": ("base_model_download_retries", _parse_non_negative_int),
+    "BASE_MODEL_DOWNLOAD_BACKOFF_SECONDS": ("base_model_download_backoff_seconds", _parse_non_negative_float),
     "RESUME_INTERRUPTED_TASKS": ("resume_interrupted_tasks", _parse_bool),
     "MAX_RESUMES": ("max_resumes", _parse_non_negative_int),
     "KEEP_CHECKPOINTS": ("keep_checkpoints", _parse_bool),

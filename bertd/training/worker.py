@@ -25,16 +25,17 @@ from bertd.protocol import (
     Interruption,
     Paused,
     Stopped,
+    TaskError,
     TrainingInputError,
     TrainingJob,
     TrainingPaused,
     TrainingStopped,
 )
 from bertd.training.priority import low_until_job
+from bertd.training.wording import MAX_MESSAGE_CHARACTERS, shortened
 
 PR_SET_PDEATHSIG = 1
 EXIT_PARENT_GONE = 70
-MAX_ERROR_LENGTH = 500
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -62,24 +63,29 @@ def load_function(dotted: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def user_message(error: BaseException) -> str:
-    """One line a user can act on; the traceback goes to the log."""
+def task_error(error: BaseException) -> TaskError:
+    """What a user reads of a failed run: what went wrong (short, never cut inside a word) and
+    what to do. The traceback of an unexpected error goes to the log."""
     if isinstance(error, TrainingInputError):
-        text = str(error)
-    elif type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
-        text = ("out of GPU memory; lower hyperparameters.batch_size or max_sequence_length, "
-                "or raise gradient_accumulation_steps")
-    elif isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES,
-                                                         errno.EROFS):
+        return TaskError(code=error.code, message=shortened(str(error)), hint=error.hint)
+    if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
+        return TaskError(code="out_of_memory", message="out of GPU memory", hint=(
+            "lower hyperparameters.batch_size or max_sequence_length, or raise gradient_accumulation_steps"))
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES,
+                                                       errno.EROFS):
         where = f" {error.filename}" if error.filename else ""
-        text = f"could not write{where}: {error.strerror}; free disk space in DATA_DIR or make it writable"
-    elif isinstance(error, MemoryError):
-        text = "out of memory; lower hyperparameters.batch_size or max_sequence_length"
-    else:
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        text = f"training failed with {type(error).__name__}: {first_line}".rstrip(": ")
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
+        return TaskError(code="disk", message=shortened(f"could not write{where}: {error.strerror}"),
+                         hint="free disk space in DATA_DIR or make it writable")
+    if isinstance(error, MemoryError):
+        return TaskError(code="out_of_memory", message="out of memory",
+                         hint="lower hyperparameters.batch_size or max_sequence_length")
+    first_line = " ".join((str(error).strip().splitlines() or [""])[0].split())
+    message = f"training failed with {type(error).__name__}"
+    # Say less rather than cut: a reason too long to read whole is left to the log.
+    if first_line and len(message) + len(first_line) + 2 <= MAX_MESSAGE_CHARACTERS:
+        message += f": {first_line}"
+    return TaskError(code="training_error", message=message,
+                     hint="the server log has the traceback under this task's id; if it happens again, report it")
 
 
 def worker_main(
@@ -155,7 +161,8 @@ def worker_main(
     except TrainingPaused as paused:
         verdict = Paused(epoch=paused.epoch, step=paused.step)
     except BaseException as error:  # noqa: BLE001 - every failure must reach the server as a verdict
-        verdict = Failed(error=user_message(error), expected=isinstance(error, TrainingInputError),
+        detail = task_error(error)
+        verdict = Failed(error=detail.text, detail=detail, expected=isinstance(error, TrainingInputError),
                          traceback="".join(traceback.format_exception(error)))
     try:
         report(verdict)
