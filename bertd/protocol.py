@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from bertd.i18n import ENGLISH, Language, Text, translate
+
 # ---- hyperparameters --------------------------------------------------------------------------
 
 LORA_DEFAULT_LEARNING_RATE = 2e-4
@@ -309,10 +311,39 @@ class TaskError(BaseModel):
     code: str
     message: str
     hint: str | None = None
+    # The message and hint as catalogue ids with their parameters (bertd.i18n), so that the API can
+    # answer in the request's language; None for errors recorded before them (shown as stored).
+    message_text: Text | None = None
+    hint_text: Text | None = None
+
+    @classmethod
+    def of(cls, code: str, message: Text | str, hint: Text | str | None = None) -> TaskError:
+        """The error with its English `message` / `hint` and, for Texts, what renders them in other languages."""
+        return cls(code=code, message=str(message), hint=None if hint is None else str(hint),
+                   message_text=message if isinstance(message, Text) else None,
+                   hint_text=hint if isinstance(hint, Text) else None)
 
     @property
     def text(self) -> str:
         return f"{self.message}; {self.hint}" if self.hint else self.message
+
+    def localized(self, language: Language = ENGLISH) -> dict[str, str | None]:
+        """{code, message, hint} as the API shows them, in `language` where the catalogue has it."""
+        # English is the stored text itself (a worker may have shortened it).
+        english = language == ENGLISH
+        message = self.message_text.render(language) if self.message_text and not english else self.message
+        hint = self.hint_text.render(language) if self.hint_text and not english else self.hint
+        return {"code": self.code, "message": message, "hint": hint}
+
+    def text_in(self, language: Language = ENGLISH) -> str:
+        """`text` (a task's error_message) in `language`."""
+        if language == ENGLISH:
+            return self.text
+        shown = self.localized(language)
+        if not shown["hint"]:
+            return shown["message"] or ""
+        return translate("{message}; {hint}", language).format(message=shown["message"], hint=shown["hint"])
+
 class Paused(Message):
     """Stopped after writing a checkpoint: the task can continue from `epoch` / `step`."""
 
@@ -337,7 +368,7 @@ class Exited(Message):
     type: Literal["exited"] = "exited"
     exitcode: int | None
     # What ended it, in words, when the exit code alone does not say (e.g. a worker box lost).
-    detail: str | None = None
+    detail: Text | str | None = None
 
 
 class Started(Message):
@@ -428,12 +459,15 @@ class TrainingStopped(Exception):
     """A stop was requested; the worker reports `stopped`."""
 
 
-def add_base_model_hint(name: str) -> str:
+def add_base_model_hint(name: str) -> Text:
     """What to do about a base model the server does not have: the one wording the API's 400, a
     failed task and a failed download all use."""
-    return (f"add it with `bertd pull {name}` or POST /api/v1/base-models {{\"name\": \"{name}\"}} (where the Hub "
-            "cannot be reached, set HF_ENDPOINT=https://hf-mirror.com or pull with \"source\": \"modelscope\"), "
-            f"or copy a model folder (config.json, weights, tokenizer) to BASE_MODELS_DIR/{name}")
+    return Text("add it with `bertd pull {name}` or POST /api/v1/base-models {{\"name\": \"{name}\"}} (where the "
+                "Hub cannot be reached, set HF_ENDPOINT=https://hf-mirror.com or pull with \"source\": "
+                "\"modelscope\"), or copy a model folder (config.json, weights, tokenizer) to BASE_MODELS_DIR/{name}",
+                name=name)
+
+
 class TrainingPaused(Exception):
     """A pause was requested and the checkpoint is written; the worker reports `paused`."""
 
@@ -447,11 +481,14 @@ class TrainingInputError(ValueError):
     """The data or base model cannot be used as asked; the message is shown to the user as is,
     followed by the hint (what to do), and `code` names the kind of problem (e.g. column_missing)."""
 
-    def __init__(self, message: str, *, code: str = "invalid_input", hint: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: Text | str, *, code: str = "invalid_input", hint: Text | str | None = None) -> None:
+        super().__init__(str(message))
         self.code = code
-        self.hint = hint
+        self.hint = None if hint is None else str(hint)
+        # The message and hint as given: Texts render in the reader's language (bertd.i18n).
+        self.text = message
+        self.hint_text = hint
 
     @property
     def task_error(self) -> TaskError:
-        return TaskError(code=self.code, message=str(self), hint=self.hint)
+        return TaskError.of(self.code, self.text, self.hint_text)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from bertd.i18n import Text
 from bertd.protocol import Phase, Progress, TaskError
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.base_models.catalog import READY, locate
@@ -149,9 +150,9 @@ class BaseModelGate:
                 self._wake()
                 return
             failure = outcome.record.error
-            error = TaskError(code="base_model_download_failed",
-                              message=failure.message if failure else f"could not download base model {name!r}",
-                              hint=failure.hint if failure else None)
+            error = (failure.model_copy(update={"code": "base_model_download_failed"}) if failure else
+                     TaskError.of("base_model_download_failed",
+                                  Text("could not download base model {name!r}", name=name)))
             for task_id, progress in waiting.items():
                 await self._fail(task_id, progress, error)
 
