@@ -61,6 +61,14 @@ def describe_task(task: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def worker_line(worker: dict[str, Any]) -> str:
+    gpus = ", ".join(gpu.get("name", "?") for gpu in worker["gpus"]) or "cpu"
+    return tr("{name} {state} slots {busy}/{slots}  {gpus} bertd {version}  last heartbeat {heartbeat}",
+              name=worker["name"].ljust(20), state=padded(tr("up") if worker["alive"] else tr("gone"), 5),
+              busy=worker["busy"], slots=worker["slots"], gpus=gpus.ljust(24), version=worker["version"],
+              heartbeat=worker["last_heartbeat"])
+
+
 def task_line(task: dict[str, Any]) -> str:
     """'task ID STATUS: what the server said' (in Chinese: the status in words, the server's note left out)."""
     if language() == ENGLISH:
@@ -136,10 +144,7 @@ async def run(arguments: argparse.Namespace) -> int:
             emit(arguments, listing, "\n".join(rows) if rows else tr("no tasks"))
         elif command == "cluster":
             listing = await client.workers()
-            rows = [tr("{name} {state} slots {busy}/{slots}  {gpus} bertd {version}  last heartbeat {heartbeat}",
-                       name=f"{w['name']:<20}", state=padded(tr("up") if w["alive"] else tr("gone"), 5), busy=w["busy"],
-                       slots=w["slots"], gpus=f"{', '.join(gpu.get('name', '?') for gpu in w['gpus']) or 'cpu':<24}",
-                       version=w["version"], heartbeat=w["last_heartbeat"]) for w in listing["workers"]]
+            rows = [worker_line(worker) for worker in listing["workers"]]
             emit(arguments, listing, "\n".join(rows) if rows else tr(
                 "no workers (the server trains in its own pool, or no `bertd worker` is connected)"))
         elif command == "show":

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Collection, Iterator, Mapping
 from typing import IO, Any
@@ -18,14 +19,27 @@ from bertd.i18n.documents import document_texts
 Extracted = tuple[int, str | None, str, list[str]]
 
 
+def extract_python_calls(fileobj: IO[bytes], keywords: Mapping[str, Any], comment_tags: Collection[str],
+                         options: Mapping[str, Any]) -> Iterator[Extracted]:
+    """Calls of the keywords (Text, N_, translate, tr) with a literal first argument, found with the
+    ast module: unlike Babel's tokenising python reader, it also finds calls nested inside the
+    arguments of other calls (Text("...", rule=hints.get(name, Text("..."))))."""
+    tree = ast.parse(fileobj.read().decode(options.get("encoding", "utf-8")))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+        first = node.args[0]
+        if name in keywords and isinstance(first, ast.Constant) and isinstance(first.value, str):
+            yield node.lineno, name, first.value, []
+
+
 def extract_openapi(fileobj: IO[bytes], keywords: Mapping[str, Any], comment_tags: Collection[str],
                     options: Mapping[str, Any]) -> Iterator[Extracted]:
     """The Python messages of the file it is mapped to (openapi.py), then the document's texts."""
-    from babel.messages.extract import extract_python
-
     from bertd.schema.openapi import build_openapi
 
-    yield from extract_python(fileobj, keywords, comment_tags, options)
+    yield from extract_python_calls(fileobj, keywords, comment_tags, options)
     for text in dict.fromkeys(document_texts(build_openapi())):
         yield 1, None, text, ["OpenAPI document"]
 
