@@ -23,7 +23,7 @@ def test_every_message_has_its_chinese_and_the_compiled_catalogues_are_current()
 
 def test_every_literal_message_in_the_code_is_in_the_catalogues() -> None:
     """A second look that does not rely on pybabel: every Text/N_/translate/tr call with a literal
-    in the Python code, and every t("...") in the dashboard's scripts, has a Chinese entry."""
+    in the Python code, and every t("...") / N_("...") in the dashboard's scripts, has a Chinese entry."""
     python = catalogues.translations(catalogues.SERVER.po)
     for path in sorted((ROOT / "bertd").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -33,7 +33,7 @@ def test_every_literal_message_in_the_code_is_in_the_catalogues() -> None:
                 if name in catalogues.SERVER.keywords:
                     assert python.get(node.args[0].value), f"{path.name}:{node.lineno}: {node.args[0].value!r}"
     dashboard = catalogues.translations(catalogues.DASHBOARD.po)
-    call = re.compile(r"""(?<![\w.$])t\(\s*(["'])((?:\\.|(?!\1).)*)\1""")
+    call = re.compile(r"""(?<![\w.$])(?:t|N_)\(\s*(["'])((?:\\.|(?!\1).)*)\1""")
     for path in sorted((ROOT / "bertd" / "static").glob("*.js")):
         for match in call.finditer(path.read_text(encoding="utf-8")):
             text = ast.literal_eval(match.group(1) + match.group(2) + match.group(1))

@@ -39,9 +39,9 @@ class Domain:
 
 
 # Text("...") and N_("...") are the server's lazy messages, translate("...") a direct look-up,
-# tr("...") the CLI's; t("...") the dashboard's.
+# tr("...") the CLI's; t("...") and N_("...") the dashboard's.
 SERVER = Domain("bertd", "babel.cfg", ("Text", "N_", "translate", "tr"))
-DASHBOARD = Domain("dashboard", "babel-dashboard.cfg", ("t",))
+DASHBOARD = Domain("dashboard", "babel-dashboard.cfg", ("t", "N_"))
 DOMAINS = (SERVER, DASHBOARD)
 
 

@@ -48,7 +48,7 @@ def collapse(html: str) -> str:
     return " ".join(html.split())
 
 
-MARKED_ELEMENT = re.compile(r"<(?P<tag>[a-zA-Z][\w-]*)(?P<attributes>[^>]*?\sdata-i18n(?:[\s=>])[^>]*)>"
+MARKED_ELEMENT = re.compile(r"<(?P<tag>[a-zA-Z][\w-]*)(?P<attributes>[^>]*?\sdata-i18n(?=[\s=>])[^>]*)>"
                             r"(?P<inner>.*?)</(?P=tag)>", re.DOTALL)
 MARKED_ATTRIBUTES = re.compile(r"<[a-zA-Z][\w-]*(?P<attributes>[^>]*?\sdata-i18n-attrs=\"(?P<names>[^\"]+)\"[^>]*)>")
 
