@@ -1,10 +1,10 @@
-"""What crosses the boundary between the server and whatever runs training.
+"""What crosses the boundary between the server and whatever runs training or predictions.
 
-Both sides import this module and nothing else of each other: the job a worker runs (with its
-typed hyperparameters), every message a worker sends back, the one `Progress` shape the API shows,
-and the errors a training run ends with. Everything here is a frozen pydantic model, so the same
-types travel pickled through a local pipe or as JSON through a broker. Imports neither torch nor
-aiohttp nor aiosqlite."""
+Both sides import this module and nothing else of each other: the jobs a worker runs (a training
+job with its typed hyperparameters, or a prediction job over a sheet), every message a worker sends
+back, the one `Progress` shape the API shows, and the errors a run ends with. Everything here is a
+frozen pydantic model, so the same types travel pickled through a local pipe or as JSON through a
+broker. Imports neither torch nor aiohttp nor aiosqlite."""
 
 from __future__ import annotations
 
@@ -199,8 +199,38 @@ class TrainingJob(BaseModel):
     checkpoint_dir: str | None = None
 
 
+class PredictionJob(BaseModel):
+    """Predict every row of one sheet with a completed task's model; the result is the input file
+    with prediction columns appended (see bertd/training/predict_sheet.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prediction_id: str
+    task_id: str
+    model_dir: str
+    input_path: str
+    # The name the user uploaded the file as: messages name it, not the path on the server.
+    input_name: str
+    # None: the first sheet (a CSV file has one).
+    sheet_name: str | None
+    text_column: str
+    top_k: int = 1
+    # Labels whose score is below it are left empty; None: every row gets its best label.
+    threshold: float | None = None
+    # Where the result goes; it is written to partial_path(output_path) first, then renamed.
+    output_path: str
+    # Tokens kept per text: the task's max_sequence_length, as in training.
+    max_length: int
+    report_interval: float = 0.5
+    cpu_threads: int | None = None
+    device: str | None = None
+
+
+Job = TrainingJob | PredictionJob
+
+
 def partial_path(model_dir: Path) -> Path:
-    """The sibling a model is written into before it is renamed into place."""
+    """The sibling a model (or a prediction's result) is written into before it is renamed into place."""
     return model_dir.with_name(model_dir.name + ".partial")
 
 
@@ -336,17 +366,52 @@ class ResumedReport(Message):
     epoch_complete: bool
 
 
+class PredictionPhase(enum.StrEnum):
+    READING = "reading"  # the sheet
+    LOADING_MODEL = "loading_model"
+    PREDICTING = "predicting"
+    WRITING = "writing"  # the result file
+
+
+class PredictionProgress(Message):
+    """How far a prediction job is; rows_done counts rows predicted and empty rows passed over."""
+
+    type: Literal["prediction_progress"] = "prediction_progress"
+    phase: PredictionPhase
+    rows_done: int = 0
+    rows_total: int | None = None
+    rows_per_second: float | None = None
+
+
+class PredictionCompleted(Message):
+    """The result file is in place at output_path."""
+
+    type: Literal["prediction_completed"] = "prediction_completed"
+    rows_total: int
+    # Rows whose text cell is empty: they get an empty prediction.
+    rows_empty: int
+    # Rows whose best score is below the threshold: they get an empty label.
+    rows_below_threshold: int = 0
+    # Rows per best label (labels below the threshold left out), every label of the model listed.
+    label_counts: dict[str, int]
+    # The columns appended to the sheet, in order.
+    columns: list[str]
+    output_path: str
+    seconds: float
+    rows_per_second: float | None = None
+
+
 WorkerMessage = Annotated[
     ProgressReport | EvaluationReport | EpochReport | WarningReport | CheckpointReport | CheckpointFailed
-    | ResumedReport | Completed | Stopped | Paused | Failed | Exited,
+    | ResumedReport | PredictionProgress | Completed | PredictionCompleted | Stopped | Paused | Failed | Exited,
     Field(discriminator="type"),
 ]
 # Decodes a worker message from JSON (messages that travel through a broker).
 WORKER_MESSAGES: TypeAdapter[WorkerMessage] = TypeAdapter(WorkerMessage)
 
-Verdict = Completed | Stopped | Paused | Failed
+Verdict = Completed | PredictionCompleted | Stopped | Paused | Failed
 Report = Callable[[ProgressReport | EvaluationReport | EpochReport | WarningReport | CheckpointReport
-                   | CheckpointFailed | ResumedReport], None]
+                   | CheckpointFailed | ResumedReport | PredictionProgress], None]
 
 
 class Interruption(enum.StrEnum):

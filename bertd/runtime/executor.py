@@ -1,6 +1,6 @@
-"""The seam between the scheduler and whatever runs training.
+"""The seam between the scheduler and whatever runs training and prediction jobs.
 
-The scheduler starts a run only through `Executor.start(job)`; from then on it reads the run's
+The scheduler starts a run only through `Executor.start(job)` (a TrainingJob or a PredictionJob); from then on it reads the run's
 messages and, when it must, asks the run to stop. How and where a run happens (a local worker
 process, a `bertd worker` on another box) is the executor's business alone, and so is making sure
 a run asked to stop really ends: after a grace period it is terminated, then killed."""
@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from bertd.protocol import TrainingJob, WorkerMessage
+from bertd.protocol import PredictionJob, TrainingJob, WorkerMessage
 
 
 class Run(Protocol):
     """One job being run somewhere."""
 
     @property
-    def task_id(self) -> str: ...
+    def task_id(self) -> str:
+        """The task the job belongs to (a prediction job's too: the task whose model it uses)."""
+        ...
 
     def messages(self) -> AsyncIterator[WorkerMessage]:
         """Every message of the run in order; the last one is always `Exited`."""
@@ -35,7 +37,7 @@ class Run(Protocol):
 
 
 class Executor(Protocol):
-    def start(self, job: TrainingJob) -> Run:
+    def start(self, job: TrainingJob | PredictionJob) -> Run:
         """Begin running `job`; raises if it cannot even be started."""
         ...
 

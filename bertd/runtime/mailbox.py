@@ -1,9 +1,10 @@
 """A subscriber's bounded queue of live messages, for whoever cannot take them the moment they
 are published (a WebSocket whose client is behind).
 
-Back-pressure: a pending `progress` of a task is replaced by a newer one (newest wins); `status`,
-`epoch`, `warning` and `end` are never dropped. A mailbox that still overflows is marked too slow:
-its reader gets SubscriberTooSlow and should close the connection."""
+Back-pressure: a pending `progress` of a task (or `prediction_progress` of a prediction job) is
+replaced by a newer one (newest wins); `status`, `epoch`, `warning` and `end` are never dropped.
+A mailbox that still overflows is marked too slow: its reader gets SubscriberTooSlow and should
+close the connection."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncio
 from collections import deque
 from typing import Any
 
-COALESCED_TYPES = frozenset({"progress"})
+COALESCED_TYPES = frozenset({"progress", "prediction_progress"})
 
 
 class SubscriberTooSlow(Exception):
@@ -34,7 +35,8 @@ class Mailbox:
             return
         if message["type"] in COALESCED_TYPES:
             for index, pending in enumerate(self._queue):
-                if pending["type"] == message["type"] and pending["task_id"] == message["task_id"]:
+                if pending["type"] == message["type"] and pending["task_id"] == message["task_id"] \
+                        and pending.get("prediction_id") == message.get("prediction_id"):
                     del self._queue[index]
                     self.coalesced += 1
                     break

@@ -21,6 +21,7 @@ from bertd.runtime.hub import Hub
 from bertd.runtime.jobs import JobSettings
 from bertd.runtime.local_pool import LocalPool, StopPolicy
 from bertd.runtime.model_store import ModelStore
+from bertd.runtime.prediction_files import PredictionFiles
 from bertd.runtime.predictor import ModelCache
 from bertd.runtime.resume_policy import ResumePolicy
 from bertd.runtime.scheduler import Scheduler
@@ -58,7 +59,8 @@ async def data_folders(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     logger.info("configuration: {}", config.masked())
     warn_if_exposed(config)
-    for folder in (config.data_dir, config.uploads_dir, config.models_dir, config.effective_base_models_dir):
+    for folder in (config.data_dir, config.uploads_dir, config.models_dir, config.predictions_dir,
+                   config.effective_base_models_dir):
         folder.mkdir(parents=True, exist_ok=True)
     # Temporary upload files of a crashed server are never referenced; clear them.
     for leftover in config.uploads_dir.glob(".upload-*"):
@@ -104,7 +106,7 @@ async def scheduler(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     gpus = list(config.gpu_devices or (d["index"] for d in app[DEVICES] if d["type"] == "cuda"))
     executor = LocalPool(config.training_function, config.log_level, config.keep_spare_worker, config.worker_cpus,
-                         StopPolicy(config.stop_grace_seconds, config.kill_wait_seconds))
+                         StopPolicy(config.stop_grace_seconds, config.kill_wait_seconds), config.prediction_function)
     cores = len(config.worker_cpus or range(os.cpu_count() or 1))
     jobs = JobSettings(config.uploads_dir, config.effective_base_models_dir, config.models_dir,
                        config.checkpoints_dir, config.progress_report_interval,
@@ -113,7 +115,8 @@ async def scheduler(app: web.Application) -> AsyncIterator[None]:
                         slots=config.max_concurrent_tasks, max_queued=config.max_queued_tasks, jobs=jobs,
                         gpus=GpuAssigner(gpus), progress_write_interval=config.progress_write_interval,
                         resume=ResumePolicy(config.resume_interrupted_tasks, config.max_resumes,
-                                            config.keep_checkpoints))
+                                            config.keep_checkpoints),
+                        prediction_files=PredictionFiles(config.predictions_dir))
     app[SCHEDULER] = running
     await running.start()
     yield

@@ -1,6 +1,8 @@
-"""The worker process's entry point: run one job, send its messages, always end with one verdict.
+"""The worker process's entry point: run one job (training or a prediction job), send its messages,
+always end with one verdict.
 
-Imports neither aiohttp nor aiosqlite; torch arrives only through the training function."""
+Imports neither aiohttp nor aiosqlite; torch arrives only through the training and prediction
+functions, both imported while the worker is still a spare, so either kind of job starts at once."""
 
 from __future__ import annotations
 
@@ -23,7 +25,10 @@ from bertd.protocol import (
     Completed,
     Failed,
     Interruption,
+    Job,
     Paused,
+    PredictionCompleted,
+    PredictionJob,
     Stopped,
     TrainingInputError,
     TrainingJob,
@@ -62,22 +67,24 @@ def load_function(dotted: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def user_message(error: BaseException) -> str:
-    """One line a user can act on; the traceback goes to the log."""
+def user_message(error: BaseException, doing: str = "training") -> str:
+    """One line a user can act on; the traceback goes to the log. `doing`: training or prediction."""
     if isinstance(error, TrainingInputError):
         text = str(error)
     elif type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
         text = ("out of GPU memory; lower hyperparameters.batch_size or max_sequence_length, "
-                "or raise gradient_accumulation_steps")
+                "or raise gradient_accumulation_steps") if doing == "training" else (
+                "out of GPU memory while predicting; run it when no other job uses the GPU")
     elif isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES,
                                                          errno.EROFS):
         where = f" {error.filename}" if error.filename else ""
         text = f"could not write{where}: {error.strerror}; free disk space in DATA_DIR or make it writable"
     elif isinstance(error, MemoryError):
-        text = "out of memory; lower hyperparameters.batch_size or max_sequence_length"
+        text = ("out of memory; lower hyperparameters.batch_size or max_sequence_length" if doing == "training"
+                else "out of memory while predicting; split the sheet into smaller files")
     else:
         first_line = (str(error).strip().splitlines() or [""])[0]
-        text = f"training failed with {type(error).__name__}: {first_line}".rstrip(": ")
+        text = f"{doing} failed with {type(error).__name__}: {first_line}".rstrip(": ")
     text = " ".join(text.split())
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
 
@@ -91,8 +98,10 @@ def worker_main(
     log_level: str,
     parent_pid: int,
     cpus: tuple[int, ...] | None = None,
+    prediction_function: str = "bertd.training.predict_sheet:run_prediction",
 ) -> None:
-    """Import the training code, wait for one job, run it, report, exit."""
+    """Import the training and prediction code, wait for one job, run the function for its kind,
+    report, exit."""
     die_with_parent(parent_pid)
     if cpus and hasattr(os, "sched_setaffinity"):
         # Before torch starts its thread pool, so every thread stays on these cores.
@@ -115,21 +124,23 @@ def worker_main(
     # The imports (torch, transformers) happen while the worker is still a spare, before any job,
     # at low CPU priority so that a task training meanwhile keeps its cores.
     restore_priority = low_until_job(jobs)
-    train: Any = None
-    import_error: BaseException | None = None
+    functions: dict[type, Any] = {}
+    import_errors: dict[type, BaseException] = {}
+    for kind, dotted in ((TrainingJob, training_function), (PredictionJob, prediction_function)):
+        try:
+            functions[kind] = load_function(dotted)
+        except BaseException as error:  # noqa: BLE001 - reported once there is a job to fail
+            import_errors[kind] = error
     try:
-        train = load_function(training_function)
-    except BaseException as error:  # noqa: BLE001 - reported once there is a job to fail
-        import_error = error
-    try:
-        job: TrainingJob = jobs.recv()
+        job: Job = jobs.recv()
     except (EOFError, OSError):
         return  # the server closed the spare without a job
     finally:
         jobs.close()
     restore_priority()  # before the job starts threads of its own, which would inherit a low one
-    log = logger.bind(task=job.task_id)
-    log.debug("worker {} took the job", os.getpid())
+    predicting = isinstance(job, PredictionJob)
+    log = logger.bind(task=job.prediction_id if predicting else job.task_id)
+    log.debug("worker {} took the {} job", os.getpid(), "prediction" if predicting else "training")
 
     # Checkpoints are written by a background thread: one lock keeps its messages and the loop's
     # from interleaving on the pipe.
@@ -144,24 +155,27 @@ def worker_main(
             return Interruption.STOP
         return Interruption.PAUSE if pause_event.is_set() else None
 
-    # Whatever the run leaves on disk when it does not complete (a .partial model folder) is the
-    # server's to remove: it owns the model store.
+    # Whatever the run leaves on disk when it does not complete (a .partial model folder or result
+    # file) is the server's to remove: it owns the model and prediction stores.
+    kind = type(job)
     try:
-        if import_error is not None:
-            raise import_error
-        verdict: Completed | Stopped | Paused | Failed = train(job, report, interruption)
+        if kind in import_errors:
+            raise import_errors[kind]
+        verdict: Completed | PredictionCompleted | Stopped | Paused | Failed = functions[kind](job, report,
+                                                                                             interruption)
     except TrainingStopped:
         verdict = Stopped()
     except TrainingPaused as paused:
         verdict = Paused(epoch=paused.epoch, step=paused.step)
     except BaseException as error:  # noqa: BLE001 - every failure must reach the server as a verdict
-        verdict = Failed(error=user_message(error), expected=isinstance(error, TrainingInputError),
+        verdict = Failed(error=user_message(error, "prediction" if predicting else "training"),
+                         expected=isinstance(error, TrainingInputError),
                          traceback="".join(traceback.format_exception(error)))
     try:
         report(verdict)
     except (OSError, ValueError):
         if isinstance(verdict, Failed):
             # The server is gone: the log is the only place left for the traceback.
-            log.error("task {} failed: {}\n{}", job.task_id, verdict.error, verdict.traceback)
+            log.error("job failed: {}\n{}", verdict.error, verdict.traceback)
     finally:
         connection.close()
