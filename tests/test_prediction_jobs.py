@@ -53,6 +53,9 @@ async def test_prediction_jobs_share_the_slot_fifo_with_tasks_stop_and_go_with_t
     assert later_task["queue_position"] == 2
     second = await create_prediction(client, model_task, **request, top_k=2)
     assert second["queue_position"] == 3
+    # Only a completed task has a model to predict with.
+    refused = await client.post(predictions_path(training), json=request)
+    assert refused.status == 409 and "only a completed task has a model" in (await refused.json())["error"]["message"]
     await asyncio.sleep(0.5)
     assert (await get_task(client, training))["status"] == "training"
     assert (await (await client.get(predictions_path(model_task, first["prediction_id"]))).json())["status"] == "queued"
@@ -116,3 +119,41 @@ async def test_prediction_jobs_share_the_slot_fifo_with_tasks_stop_and_go_with_t
     assert not predictions_dir.exists()
     assert (await client.get(predictions_path(model_task))).status == 404
     assert (await client.get(f"/api/v1/files/{csv_file.name}")).status == 200
+
+
+async def test_a_prediction_job_streams_its_progress_and_end_on_its_own_websocket(make_client, csv_file: Path) -> None:
+    client = await make_client(training_function="standin:with_model", prediction_function="standin:slow_prediction",
+                               progress_report_interval=0.0)
+    await upload(client, csv_file)
+    task_id = (await create(client, standin_body(csv_file.name, 0)))["task_id"]
+    await wait_for(client, task_id, {"completed"}, timeout=30)
+    everything = await client.ws_connect("/api/v1/ws")
+    assert (await everything.receive_json())["predictions"] == []
+    job = await create_prediction(client, task_id, file=csv_file.name, text_column="内容")
+    socket = await client.ws_connect(predictions_path(task_id, job["prediction_id"], "/ws"))
+    messages = []
+    async for message in socket:
+        messages.append(message.json())
+    assert socket.close_code == 1000
+    kinds = [message["type"] for message in messages]
+    assert kinds[0] == "prediction_snapshot" and kinds[-2:] == ["prediction_status", "prediction_end"]
+    assert kinds.count("prediction_progress") >= 2
+    assert [m["seq"] for m in messages[1:]] == list(range(messages[0]["seq"] + 1, messages[0]["seq"] + len(messages)))
+    assert all(m["task_id"] == task_id and m["prediction_id"] == job["prediction_id"] for m in messages)
+    done = [m["rows_done"] for m in messages if m["type"] == "prediction_progress"]
+    assert done == sorted(done) and done[-1] == 40
+    assert messages[-1]["prediction"]["status"] == "completed" and messages[-2]["status"] == "completed"
+
+    # Every task's stream carries the same messages; an ended job gives its snapshot and end at once.
+    seen = []
+    while not seen or seen[-1]["type"] != "prediction_end":
+        seen.append(await everything.receive_json(timeout=10))
+    assert [m["seq"] for m in seen if m.get("prediction_id") == job["prediction_id"]] == \
+        list(range(1, messages[-1]["seq"] + 1))
+    assert seen[0]["type"] == "prediction_status" and seen[0]["status"] == "queued"
+    await everything.close()
+    again = await client.ws_connect(predictions_path(task_id, job["prediction_id"], "/ws"))
+    assert [(await again.receive_json())["type"] for _ in range(2)] == ["prediction_snapshot", "prediction_end"]
+    assert (await again.receive()).type.name in ("CLOSE", "CLOSED")
+    missing = await client.get(predictions_path(task_id, "nope", "/ws"))
+    assert missing.status == 404
