@@ -18,6 +18,10 @@ TASKS = "/api/v1/training/tasks"
 class ClientError(Exception):
     """The server said no (or could not be reached); the message is one line for the user."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, when the server answered
+
 
 @dataclass
 class Client:
@@ -41,15 +45,16 @@ class Client:
             async with self.session.request(method, path.lstrip("/"), **options) as response:
                 body = await response.read()
                 if response.status >= 400:
-                    raise ClientError(_error_text(response.status, body))
+                    raise ClientError(_error_text(response.status, body), response.status)
                 return json.loads(body) if body else None
         except aiohttp.ClientConnectionError as error:
             raise ClientError(f"cannot reach bertd at {self.url}: {error}") from error
 
-    async def upload(self, path: Path) -> dict[str, Any]:
+    async def upload(self, path: Path, name: str | None = None) -> dict[str, Any]:
+        """Upload `path` (as `name`, by default its own name); the same bytes again answer 200."""
         form = aiohttp.FormData(quote_fields=False)
         with path.open("rb") as handle:
-            form.add_field("file", handle, filename=path.name)
+            form.add_field("file", handle, filename=name or path.name)
             return await self._call("POST", "/api/v1/files", data=form)
 
     async def create_task(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -78,13 +83,18 @@ class Client:
         return await self._call("POST", f"{TASKS}/{task_id}/predict", json={"texts": texts, "top_k": top_k})
 
     async def download(self, task_id: str, target_dir: Path) -> Path:
+        return await self._save(f"{TASKS}/{task_id}/download", target_dir, f"{task_id}.tar.gz")
+
+    async def _save(self, path: str, target: Path, default_name: str) -> Path:
+        """Stream a download to `target`: a folder (the file takes the server's name) or a file path."""
         assert self.session is not None
         try:
-            async with self.session.get(f"{TASKS.lstrip('/')}/{task_id}/download") as response:
+            async with self.session.get(path.lstrip("/")) as response:
                 if response.status >= 400:
-                    raise ClientError(_error_text(response.status, await response.read()))
-                name = response.content_disposition.filename if response.content_disposition else None
-                target = target_dir / (name or f"{task_id}.tar.gz")
+                    raise ClientError(_error_text(response.status, await response.read()), response.status)
+                if target.is_dir():
+                    name = response.content_disposition.filename if response.content_disposition else None
+                    target = target / (name or default_name)
                 with target.open("wb") as handle:
                     async for chunk in response.content.iter_chunked(1 << 20):
                         handle.write(chunk)
@@ -92,21 +102,41 @@ class Client:
         except aiohttp.ClientConnectionError as error:
             raise ClientError(f"cannot reach bertd at {self.url}: {error}") from error
 
+    async def create_prediction(self, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", f"{TASKS}/{task_id}/predictions", json=body)
+
+    async def prediction(self, task_id: str, prediction_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"{TASKS}/{task_id}/predictions/{prediction_id}")
+
+    async def download_prediction(self, task_id: str, prediction_id: str, target: Path) -> Path:
+        return await self._save(f"{TASKS}/{task_id}/predictions/{prediction_id}/download", target,
+                                f"{prediction_id}-predicted")
+
     async def watch(self, task_id: str) -> AsyncIterator[dict[str, Any]]:
         """The task's WebSocket messages, snapshot to end."""
+        async for body in self._stream(f"{TASKS}/{task_id}/ws", f"task {task_id}", "end"):
+            yield body
+
+    async def watch_prediction(self, task_id: str, prediction_id: str) -> AsyncIterator[dict[str, Any]]:
+        """A prediction job's WebSocket messages, snapshot to end."""
+        async for body in self._stream(f"{TASKS}/{task_id}/predictions/{prediction_id}/ws",
+                                       f"prediction job {prediction_id}", "prediction_end"):
+            yield body
+
+    async def _stream(self, path: str, what: str, last: str) -> AsyncIterator[dict[str, Any]]:
         assert self.session is not None
         # The handshake carries the session's Authorization header: the token never goes into the URL.
         try:
-            async with self.session.ws_connect(f"{TASKS.lstrip('/')}/{task_id}/ws", heartbeat=30) as socket:
+            async with self.session.ws_connect(path.lstrip("/"), heartbeat=30) as socket:
                 async for message in socket:
                     if message.type != aiohttp.WSMsgType.TEXT:
                         break
                     body = json.loads(message.data)
                     yield body
-                    if body["type"] == "end":
+                    if body["type"] == last:
                         return
         except aiohttp.WSServerHandshakeError as error:
-            raise ClientError(f"cannot watch task {task_id}: HTTP {error.status}") from error
+            raise ClientError(f"cannot watch {what}: HTTP {error.status}", error.status) from error
         except aiohttp.ClientConnectionError as error:
             raise ClientError(f"cannot reach bertd at {self.url}: {error}") from error
 
