@@ -383,7 +383,13 @@ function retryGlobalSocket() {
 }
 
 function onGlobalMessage(message) {
+  // Prediction jobs (predictions.js) have streams of their own; their messages carry prediction_id.
+  if (message.type.startsWith("prediction_")) {
+    window.onPredictionMessage?.(message);
+    return;
+  }
   if (message.type === "snapshot") {
+    window.onPredictionMessage?.(message);
     for (const task of message.tasks || []) mergeSnapshotTask(task, task.seq);
     renderTaskList();
     // Tasks that ended while we were disconnected are not in the snapshot (active ones only).
@@ -587,6 +593,7 @@ async function loadFiles(preferred) {
     ...state.files.map((f) => [f.filename, f.filename])], validation.value);
   onTrainingFileChange();
   onValidationFileChange();
+  window.fillPredictionFiles?.();
 }
 
 function fillSelect(select, options, wanted, emptyLabel = null) {
@@ -995,6 +1002,7 @@ function renderTaskView(task) {
   renderMetrics(task);
   renderHyperparameters(task);
   $("predict-card").hidden = task.status !== "completed";
+  window.renderPredictionCard?.(task);
   scheduleChartDraw();
 }
 
