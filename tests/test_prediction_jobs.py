@@ -157,3 +157,23 @@ async def test_a_prediction_job_streams_its_progress_and_end_on_its_own_websocke
     assert (await again.receive()).type.name in ("CLOSE", "CLOSED")
     missing = await client.get(predictions_path(task_id, "nope", "/ws"))
     assert missing.status == 404
+
+
+async def test_a_job_running_at_shutdown_runs_again_at_the_next_start(make_client, csv_file: Path) -> None:
+    settings = {"training_function": "standin:with_model", "prediction_function": "standin:slow_prediction"}
+    client = await make_client(**settings)
+    await upload(client, csv_file)
+    task_id = (await create(client, standin_body(csv_file.name, 0)))["task_id"]
+    await wait_for(client, task_id, {"completed"}, timeout=30)
+    job = await create_prediction(client, task_id, file=csv_file.name, text_column="内容")
+    deadline = time.monotonic() + 30
+    while (await (await client.get(predictions_path(task_id, job["prediction_id"]))).json())["rows_done"] == 0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    await client.close()  # a clean shutdown while the job runs
+
+    restarted = await make_client(**settings)
+    done = await wait_for_prediction(restarted, task_id, job["prediction_id"], {"completed", "failed", "stopped"})
+    assert done["status"] == "completed" and done["rows_done"] == 40
+    history = [e["data"] for e in await events(restarted, task_id) if e["type"] == "prediction"]
+    assert [entry["status"] for entry in history] == ["queued", "running", "queued", "running", "completed"]
