@@ -124,13 +124,22 @@ def worker_main(
     # The imports (torch, transformers) happen while the worker is still a spare, before any job,
     # at low CPU priority so that a task training meanwhile keeps its cores.
     restore_priority = low_until_job(jobs)
+    dotted = {TrainingJob: training_function, PredictionJob: prediction_function}
     functions: dict[type, Any] = {}
     import_errors: dict[type, BaseException] = {}
-    for kind, dotted in ((TrainingJob, training_function), (PredictionJob, prediction_function)):
-        try:
-            functions[kind] = load_function(dotted)
-        except BaseException as error:  # noqa: BLE001 - reported once there is a job to fail
-            import_errors[kind] = error
+
+    def load(kind: type) -> None:
+        if kind not in functions and kind not in import_errors:
+            try:
+                functions[kind] = load_function(dotted[kind])
+            except BaseException as error:  # noqa: BLE001 - reported once there is a job to fail
+                import_errors[kind] = error
+
+    load(TrainingJob)
+    # A spare, still waiting, imports the prediction code too (cheap once torch is in). A worker
+    # whose job is already there (started for it) goes straight to it and imports what it needs.
+    if not jobs.poll(0):
+        load(PredictionJob)
     try:
         job: Job = jobs.recv()
     except (EOFError, OSError):
@@ -158,6 +167,7 @@ def worker_main(
     # Whatever the run leaves on disk when it does not complete (a .partial model folder or result
     # file) is the server's to remove: it owns the model and prediction stores.
     kind = type(job)
+    load(kind)
     try:
         if kind in import_errors:
             raise import_errors[kind]
