@@ -1162,6 +1162,12 @@ function describeEvent(event) {
       `macro-F1 ${fmtPercent(d.val_macro_f1)}, val loss ${fmtNumber(d.val_loss)}`;
   }
   if (event.type === "warning") return d.message ?? "";
+  if (event.type === "prediction") {
+    const where = d.file ? ` of ${d.file}${d.sheet_name ? ` (${d.sheet_name})` : ""}` : "";
+    const rows = isNumber(d.rows_total) ? `: ${d.rows_total} rows` : "";
+    return `prediction job ${String(d.prediction_id).slice(0, 8)}${where} ${d.status}${rows}` +
+      `${d.error_message ? `: ${d.error_message}` : ""}`;
+  }
   if (event.type === "resumed") {
     return `continues from its checkpoint at ${d.epoch_complete ? "the end of" : "within"} epoch ${d.epoch} ` +
       `(step ${d.step})${d.interruptions ? ` after ${d.interruptions} restart(s)` : ""}`;
