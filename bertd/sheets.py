@@ -38,7 +38,12 @@ class SheetInfo:
 
 
 class SheetError(ValueError):
-    """The file, sheet or column cannot be read as the user asked; the message says why."""
+    """The file, sheet or column cannot be read as the user asked; the message says why, and
+    `code` whether the sheet is missing (sheet_missing) or the file unreadable (file_unreadable)."""
+
+    def __init__(self, message: str, code: str = "file_unreadable") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _read_csv(path: Path, **options: object) -> pd.DataFrame:
@@ -139,7 +144,8 @@ def _read_excel(path: Path, sheet_name: str | None, *, all_sheets: bool = False)
             elif sheet_name in names:
                 wanted = [sheet_name]
             else:
-                raise SheetError(f"sheet {sheet_name!r} not found in {path.name}; sheets are: {', '.join(names)}")
+                raise SheetError(f"sheet {sheet_name!r} not found in {path.name}; sheets are: {', '.join(names)}",
+                                 "sheet_missing")
             return {name: pd.read_excel(workbook, sheet_name=name, dtype=str) for name in wanted}
     except SheetError:
         raise
@@ -163,7 +169,8 @@ def read_table(path: Path, sheet_name: str | None) -> tuple[str, pd.DataFrame]:
     """One sheet as a frame of strings (None for an empty cell); sheet_name None is the first sheet."""
     if path.suffix.lower() == ".csv":
         if sheet_name not in (None, path.stem):
-            raise SheetError(f"sheet {sheet_name!r} not found in {path.name}; a CSV file has one sheet, {path.stem!r}")
+            raise SheetError(f"sheet {sheet_name!r} not found in {path.name}; a CSV file has one sheet, {path.stem!r}",
+                             "sheet_missing")
         frame = _read_csv(path)
         frame = frame.replace("", None)
         name = path.stem

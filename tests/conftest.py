@@ -31,6 +31,15 @@ def base_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def default_base_models_dir(tmp_path_factory: pytest.TempPathFactory, base_models_dir: Path) -> Path:
+    """BASE_MODELS_DIR with the tiny model also under the default base_model name, bert-base-chinese."""
+    directory = tmp_path_factory.mktemp("default_base_models")
+    for name in (TINY_MODEL, "bert-base-chinese"):
+        (directory / name).symlink_to(base_models_dir / TINY_MODEL, target_is_directory=True)
+    return directory
+
+
 @pytest.fixture
 def xlsx_file(tmp_path: Path) -> Path:
     """Two sheets: 'data' (90 labelled rows, 3 labels, 2 empty texts) and 'notes'."""
@@ -74,3 +83,24 @@ def make_client(aiohttp_client, tmp_path: Path, base_models_dir: Path) -> Client
         return client
 
     return factory
+
+
+@pytest.fixture
+def hub_online(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """This process may reach a hub (the stand-in the test starts): huggingface_hub read
+    HF_HUB_OFFLINE=1 at import, so its constant is patched; telemetry is off (else its first request
+    asks https://huggingface.co for an agent list), no saved token leaks in, and the Hugging Face
+    cache is an empty folder of the test's own, which is returned."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    for variable in ("HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN",
+                     "MODELSCOPE_API_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("MODELSCOPE_HOME", str(tmp_path / "modelscope-home"))
+    return cache

@@ -41,6 +41,23 @@ def steady(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Complet
     output = Path(job.output_dir)
     output.mkdir(parents=True)
     (output / "marker.txt").write_text("stand-in model", encoding="utf-8")
+    (output / "config.json").write_text("{}", encoding="utf-8")  # what a model folder must have
+    return Completed(metrics=METRICS, artifacts=Artifacts(model_path=str(output)))
+
+
+def narrated(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Completed:
+    """Like steady, with a warning at every step: a stream of events whose order a test can check."""
+    step_seconds = job.hyperparameters.random_seed / 1000
+    for step in range(1, STEPS + 1):
+        if should_stop():
+            raise TrainingStopped()
+        time.sleep(step_seconds)
+        report(WarningReport(message=f"step {step}"))
+        report(ProgressReport(phase=Phase.TRAINING, step=step, total_steps=STEPS,
+                              progress_percentage=100.0 * step / STEPS))
+    output = Path(job.output_dir)
+    output.mkdir(parents=True)
+    (output / "config.json").write_text("{}", encoding="utf-8")
     return Completed(metrics=METRICS, artifacts=Artifacts(model_path=str(output)))
 
 

@@ -64,8 +64,8 @@ INVALID_BODIES = [
 
 
 @pytest.fixture
-async def client_with_file(make_client, xlsx_file: Path):
-    client = await make_client(training_function="standin:steady")
+async def client_with_file(make_client, xlsx_file: Path, default_base_models_dir: Path):
+    client = await make_client(training_function="standin:steady", base_models_dir=default_base_models_dir)
     assert (await upload(client, xlsx_file)).status == 201
     return client
 

@@ -22,15 +22,8 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from bertd.runtime.base_model_download import (
-    LOCK_FILE,
-    STATE_FILE,
-    BaseModelDownloadError,
-    discard_partial_download,
-    download_base_model,
-    select_files,
-)
-from bertd.runtime.base_model_files import (
+from bertd.runtime.base_models.download import download_base_model
+from bertd.runtime.base_models.files import (
     SOURCE_FILE,
     BaseModelFileError,
     check_base_model,
@@ -39,6 +32,8 @@ from bertd.runtime.base_model_files import (
     inspect_base_model,
     validate_base_model_name,
 )
+from bertd.runtime.base_models.hubs import BaseModelDownloadError
+from bertd.runtime.base_models.partial import LOCK_FILE, STATE_FILE, discard_partial_download, select_files
 from bertd.testing.hub_standin import run_hub_standin
 from bertd.testing.tiny_model import build_tiny_bert
 

@@ -124,3 +124,74 @@ def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
     predicted = [line.split("\t")[0].strip() for line in result.stdout.splitlines() if line.startswith("  ")
                  and "\t" in line]
     assert predicted == ["工业废气", "扬尘", "油烟"]
+
+
+async def bertd_async(*arguments: str, url: str, timeout: float = 120) -> tuple[int, str, str]:
+    """`bertd ...` as a subprocess while this test's event loop keeps serving the stand-in hub."""
+    import asyncio
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bertd", *arguments, env={**os.environ, "BERTD_URL": url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode or 0, stdout.decode(), stderr.decode()
+
+
+async def test_pull_and_base_models_from_the_command_line(tmp_path: Path, base_models_dir: Path) -> None:
+    import asyncio
+
+    from bertd.testing.hub_standin import run_hub_standin
+
+    model = "google-bert/bert-base-chinese"
+    async with run_hub_standin({model: base_models_dir / "tiny-bert"}, chunk_delay=0.05, chunk_size=32 * 1024) as hub:
+        own = tmp_path / "base_models"
+        own.mkdir()
+        server = await asyncio.to_thread(
+            start_server, tmp_path / "data", own, tmp_path / "server.log", HF_HUB_OFFLINE="0", HF_ENDPOINT=hub.url,
+            HF_HUB_DISABLE_TELEMETRY="1", HF_HOME=str(tmp_path / "hf-home"), BASE_MODEL_DOWNLOAD_BACKOFF_SECONDS="0.05")
+        try:
+            code, out, err = await bertd_async("base-models", url=server.url)
+            assert (code, out.strip()) == (0, "no base models yet; add one with: bertd pull bert-base-chinese"), err
+
+            code, out, err = await bertd_async("pull", model, url=server.url)
+            assert code == 0, out + err
+            lines = out.splitlines()
+            assert lines[0] == f"downloading '{model}' from the Hugging Face Hub at {hub.url} into " \
+                               f"{own / 'google-bert' / 'bert-base-chinese'}"
+            assert any(line.startswith(f"{model}  downloading  [") for line in lines[1:-1])  # the bar, as a log
+            assert lines[-1].startswith(f"{model}  ready  huggingface  ") and "hidden 64 x 2 layers" in lines[-1]
+
+            code, out, _ = await bertd_async("pull", model, "--json", url=server.url)
+            pulled = json.loads(out)
+            assert code == 0 and pulled["status"] == "ready" and "already on this server" in pulled["message"]
+            listing = json.loads((await bertd_async("base-models", "--json", url=server.url))[1])
+            assert [entry["name"] for entry in listing["base_models"]] == [model]
+
+            code, out, _ = await bertd_async("pull", "nobody/no-such-bert", url=server.url)
+            assert code == 1
+            assert f"failed: could not download 'nobody/no-such-bert' from the Hugging Face Hub at {hub.url}: " \
+                   "no such repository" in out
+            assert "\nwhat to do: check the name on https://huggingface.co/models" in out
+            code, out, _ = await bertd_async("base-models", url=server.url)
+            assert "nobody/no-such-bert  failed       could not download" in out
+        finally:
+            await asyncio.to_thread(stop_server, server)
+
+
+def test_show_puts_the_error_and_what_to_do_on_lines_of_their_own() -> None:
+    from bertd.cli.client import progress_line
+    from bertd.cli.commands import describe_task
+
+    task = {"task_id": "t1", "status": "failed", "model_name_cn": "模型", "model_name_en": "m",
+            "training_data_file": "a.csv", "base_model": "bert-base-chinese", "created_at": "2026-01-01T00:00:00Z",
+            "started_at": None, "finished_at": "2026-01-01T00:00:05Z", "metrics": None, "artifacts": None,
+            "progress": {"phase": "failed"}, "error_message": "x went wrong; do y",
+            "error": {"code": "base_model_download_failed", "message": "x went wrong", "hint": "do y"}}
+    lines = describe_task(task).splitlines()
+    assert lines[-2:] == ["  error [base_model_download_failed]: x went wrong", "  what to do: do y"]
+
+    waiting = {**task, "status": "queued", "progress": {"phase": "downloading_base_model",
+                                                        "download_bytes_done": 3 << 20,
+                                                        "download_bytes_total": 12 << 20}}
+    assert progress_line(waiting, width=8) == ("queued     downloading base model bert-base-chinese  [##------]  "
+                                               "25.0%  3.0 MB of 12.0 MB")

@@ -4,15 +4,21 @@ whole file."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import queue
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import openpyxl
 import pytest
 from processes import ServerProcess, start_server, stop_server
+
+from bertd.testing.hub_standin import HubStandin, run_hub_standin
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -270,3 +276,117 @@ def save_screenshot(page: Page, tmp_path: Path) -> None:
         target = REPO / "docs" / "dashboard.png"
         target.parent.mkdir(exist_ok=True)
         shutil.copyfile(path, target)
+
+
+@contextlib.contextmanager
+def hub_in_a_thread(repos: dict[str, Path], **options: object) -> Iterator[HubStandin]:
+    """The stand-in hub served from a thread of its own (playwright's sync API owns this one)."""
+    started: queue.Queue = queue.Queue()
+    stop: list[asyncio.Event] = []
+    loop_holder: list[asyncio.AbstractEventLoop] = []
+
+    async def serve() -> None:
+        stop.append(asyncio.Event())
+        loop_holder.append(asyncio.get_running_loop())
+        async with run_hub_standin(repos, **options) as hub:
+            started.put(hub)
+            await stop[0].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="hub-standin", daemon=True)
+    thread.start()
+    hub = started.get(timeout=30)
+    try:
+        yield hub
+    finally:
+        loop_holder[0].call_soon_threadsafe(stop[0].set)
+        thread.join(timeout=30)
+
+
+# JavaScript run in the page: every status the pulled model's row shows, and its bar's values.
+WATCH_PULL = """(name) => {
+  const seen = window.seenPull = {statuses: [], bars: []};
+  const list = document.getElementById("base-model-list");
+  new MutationObserver(() => {
+    const row = [...list.querySelectorAll("tr")].find((tr) => tr.dataset.name === name);
+    if (!row) return;
+    if (seen.statuses[seen.statuses.length - 1] !== row.dataset.status) seen.statuses.push(row.dataset.status);
+    const bar = row.querySelector(".progress-bar");
+    if (bar) seen.bars.push(Number(bar.dataset.value));
+  }).observe(list, {childList: true, subtree: true, attributes: true});
+}"""
+
+
+def test_dashboard_pulls_base_models_and_shows_what_to_do_when_one_fails(page: Page, js_errors: list[str],
+                                                                         tmp_path: Path, base_models_dir: Path,
+                                                                         xlsx_file: Path) -> None:
+    own = tmp_path / "base_models"
+    own.mkdir()
+    (own / "tiny-bert").symlink_to(base_models_dir / "tiny-bert", target_is_directory=True)
+    model = "google-bert/bert-base-chinese"
+    with hub_in_a_thread({model: base_models_dir / "tiny-bert"}, chunk_delay=0.05, chunk_size=16 * 1024) as hub:
+        server = start_server(tmp_path / "data", own, tmp_path / "server.log", HF_HUB_OFFLINE="0",
+                              HF_ENDPOINT=hub.url, HF_HUB_DISABLE_TELEMETRY="1", HF_HOME=str(tmp_path / "hf-home"),
+                              KEEP_SPARE_WORKER="false")
+        try:
+            assert server.upload(xlsx_file)[0] == 201
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.goto(server.url + "/")
+            expect(page.locator("body")).to_have_attribute("data-ready", "true")
+            rows = page.locator("#base-model-list tr")
+            expect(rows).to_have_count(1)
+            expect(rows.first).to_have_attribute("data-status", "ready")
+            expect(rows.first).to_contain_text("tiny-bert")
+            expect(rows.first).to_contain_text("hidden 64 × 2 layers")
+            expect(page.locator("#base-model-options option")).to_have_count(1)
+            expect(page.locator("#base-model-available")).to_contain_text("On this server: tiny-bert.")
+
+            # Pull through the form: the row shows the download live, then the model.
+            page.evaluate(WATCH_PULL, model)
+            page.fill("#pull-name", model)
+            page.click("#pull-button")
+            expect(page.locator("#pull-status")).to_contain_text(f"downloading '{model}' from the Hugging Face Hub")
+            row = page.locator(f'#base-model-list tr[data-name="{model}"]')
+            expect(row).to_have_attribute("data-status", "ready", timeout=60_000)
+            seen = page.evaluate("() => window.seenPull")
+            assert seen["statuses"][0] == "downloading" and seen["statuses"][-1] == "ready", seen
+            moving = [value for value in seen["bars"] if 0 < value < 100]
+            assert moving and moving == sorted(moving), seen["bars"]
+            expect(page.locator("#base-model-options option")).to_have_count(2)
+            expect(page.locator("#base-model-available")).to_contain_text(f"On this server: {model}, tiny-bert.")
+
+            # A repository that does not exist: the row says what went wrong and what to do.
+            page.fill("#pull-name", "nobody/no-such-bert")
+            page.click("#pull-button")
+            failed = page.locator('#base-model-list tr[data-name="nobody/no-such-bert"]')
+            expect(failed).to_have_attribute("data-status", "failed")
+            expect(failed.locator(".error-text")).to_contain_text("no such repository")
+            expect(failed.locator(".error-hint")).to_contain_text("What to do: check the name on")
+            failed.locator("button").click()
+            expect(failed).to_have_count(0)
+
+            # A task on a model the hub does not have fails; its page shows the error and the hint.
+            page.fill("#base-model", "nobody/other-bert")
+            page.select_option("#text-column", "内容")
+            page.select_option("#label-column", "标签")
+            page.click("#create-button")
+            page.wait_for_url("**/#/tasks/*")
+            expect(page.locator("#task-status")).to_have_attribute("data-status", "failed")
+            error = page.locator("#task-error")
+            expect(error).to_contain_text("could not download 'nobody/other-bert'")
+            expect(error.locator("code")).to_have_text("base_model_download_failed")
+            expect(error.locator(".error-hint")).to_contain_text("HF_ENDPOINT")
+
+            # train_val_split 0: the page says there are no validation metrics and the last epoch was saved.
+            body = {"model_name_cn": "全部训练", "model_name_en": "all-rows", "training_data_file": xlsx_file.name,
+                    "base_model": "tiny-bert", "hyperparameters": {
+                        "text_column": "内容", "label_column": "标签", "sheet_name": "data", "epochs": 2,
+                        "batch_size": 16, "max_sequence_length": 32, "train_val_split": 0}}
+            task = server.call("POST", "/api/v1/training/tasks", body)
+            page.goto(f"{server.url}/#/tasks/{task['task_id']}")
+            expect(page.locator("#task-status")).to_have_attribute("data-status", "completed", timeout=90_000)
+            expect(page.locator("#no-validation-note")).to_contain_text("No validation metrics")
+            expect(page.locator("#metrics-note")).to_have_text("no validation rows · last epoch (2) saved")
+            expect(page.locator("#per-class-table tbody tr")).to_have_count(0)
+            assert js_errors == []
+        finally:
+            stop_server(server)

@@ -21,7 +21,9 @@ def test_missing_column_names_the_sheet_and_lists_columns(tmp_path: Path) -> Non
     path = write_xlsx(tmp_path / "d.xlsx", {"data": labelled_frame(rows_per_label=3)})
     with pytest.raises(TrainingInputError) as error:
         load_dataset(path, None, hyperparameters(label_column="标签列"))
-    assert str(error.value) == "label column '标签列' not found in sheet 'data' of d.xlsx; columns are: 编号, 内容, 标签"
+    assert str(error.value) == "label column '标签列' not found in sheet 'data' of d.xlsx"
+    assert error.value.code == "column_missing"
+    assert error.value.hint == "set hyperparameters.label_column to one of its columns: 编号, 内容, 标签"
 
 
 def test_missing_sheet_lists_the_sheets(tmp_path: Path) -> None:
@@ -29,6 +31,7 @@ def test_missing_sheet_lists_the_sheets(tmp_path: Path) -> None:
     with pytest.raises(TrainingInputError) as error:
         load_dataset(path, None, hyperparameters(sheet_name="Sheet1"))
     assert str(error.value) == "sheet 'Sheet1' not found in d.xlsx; sheets are: data, more"
+    assert error.value.code == "sheet_missing" and "hyperparameters.sheet_name" in error.value.hint
 
 
 def test_empty_rows_are_dropped_and_reported(tmp_path: Path) -> None:

@@ -65,3 +65,42 @@ def test_the_wheel_carries_the_migrations(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     expected = {f"bertd/migrations/{m.path.name}" for m in find_migrations(root / "migrations")}
     assert expected <= set(names)
+
+
+async def test_migration_3_fills_updated_at_and_keeps_it_on_every_write(tmp_path: Path) -> None:
+    """A database of the first schema, with tasks, moves on (through 0002 to 0003): updated_at is filled from what the
+    row knew, then kept by the triggers whatever statement writes the row."""
+    from bertd.state.db import apply_migrations
+
+    path = tmp_path / "bertd.sqlite3"
+    first_only = tmp_path / "first"
+    first_only.mkdir()
+    (first_only / "0001_initial.sql").write_text((migrations_dir() / "0001_initial.sql").read_text())
+    import aiosqlite
+
+    from bertd.state.records import utc_now
+
+    async with aiosqlite.connect(path, isolation_level=None) as old:
+        await apply_migrations(old, first_only)
+        for task_id, created, finished in (("a", "2026-01-01T00:00:00Z", None),
+                                           ("b", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z")):
+            await old.execute(
+                "INSERT INTO tasks (task_id, status, model_name_cn, model_name_en, base_model, training_data_file, "
+                "hyperparameters_json, created_at, finished_at) VALUES (?, 'queued', 'm', 'm', 'x', 'f.csv', '{}', ?, ?)",
+                (task_id, created, finished))
+    connection = await open_database(path)
+    try:
+        async with connection.execute("SELECT task_id, updated_at, error_json FROM tasks ORDER BY seq") as cursor:
+            rows = [tuple(row) for row in await cursor.fetchall()]
+        assert rows == [("a", "2026-01-01T00:00:00Z", None), ("b", "2026-01-03T00:00:00Z", None)]
+        before = utc_now()
+        await connection.execute("UPDATE tasks SET progress_json = '{}' WHERE task_id = 'a'")
+        await connection.execute(
+            "INSERT INTO tasks (task_id, status, model_name_cn, model_name_en, base_model, training_data_file, "
+            "hyperparameters_json, created_at) VALUES ('c', 'queued', 'm', 'm', 'x', 'f.csv', '{}', '2026-01-04T00:00:00Z')")
+        async with connection.execute("SELECT task_id, updated_at FROM tasks ORDER BY seq") as cursor:
+            stamps = dict(tuple(row) for row in await cursor.fetchall())
+        assert stamps["a"] >= before and stamps["c"] >= before and stamps["b"] == "2026-01-03T00:00:00Z"
+        assert stamps["a"].endswith("Z") and len(stamps["a"]) == len(before)
+    finally:
+        await connection.close()

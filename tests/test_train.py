@@ -114,16 +114,29 @@ def test_worker_messages_say_what_to_do() -> None:
 
     import torch
 
-    from bertd.training.worker import user_message
+    from bertd.protocol import TaskError, TrainingInputError
+    from bertd.training.worker import task_error
 
-    oom = user_message(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert oom.startswith("out of GPU memory") and "batch_size" in oom and "max_sequence_length" in oom
-    full = user_message(OSError(errno.ENOSPC, "No space left on device", "/data/models/x/model.safetensors"))
-    assert full == ("could not write /data/models/x/model.safetensors: No space left on device; "
-                    "free disk space in DATA_DIR or make it writable")
-    other = user_message(ValueError("bad thing\nwith a second line"))
-    assert other == "training failed with ValueError: bad thing"
-    assert len(user_message(RuntimeError("x" * 5000))) <= 500
+    oom = task_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert oom == TaskError(code="out_of_memory", message="out of GPU memory", hint=(
+        "lower hyperparameters.batch_size or max_sequence_length, or raise gradient_accumulation_steps"))
+    full = task_error(OSError(errno.ENOSPC, "No space left on device", "/data/models/x/model.safetensors"))
+    assert full.text == ("could not write /data/models/x/model.safetensors: No space left on device; "
+                         "free disk space in DATA_DIR or make it writable")
+    other = task_error(ValueError("bad thing\nwith a second line"))
+    assert (other.code, other.message) == ("training_error", "training failed with ValueError: bad thing")
+    assert "server log" in other.hint
+    # Too long to read whole: the reason is left to the log rather than cut off.
+    long = task_error(RuntimeError("x" * 5000))
+    assert long.message == "training failed with RuntimeError" and long.hint == other.hint
+
+    # A long input error is shortened at a clause boundary, never inside a word; its hint stays whole.
+    columns = ", ".join(f"第{i}列" for i in range(300))
+    wordy = task_error(TrainingInputError(f"text column '正文' not found in sheet 'data' of a.xlsx; columns are: "
+                                          f"{columns}", code="column_missing", hint="name one of the columns"))
+    assert wordy.code == "column_missing" and wordy.hint == "name one of the columns"
+    assert len(wordy.message) <= 400 and wordy.message.endswith(" …")
+    assert wordy.message.removesuffix(" …").split(", ")[-1] in columns.split(", ")
 
 
 def test_lora_with_a_full_fine_tuning_learning_rate_is_warned_about(tmp_path: Path, base_models_dir: Path) -> None:
@@ -274,3 +287,30 @@ def test_the_best_evaluation_is_by_macro_f1_then_lower_loss() -> None:
     assert best.entry is not None and best.entry["epoch"] == 4
     # Only what training changes is copied: the frozen weight is left out, its bias is not.
     assert set(best.state) == {"weight", "bias", "frozen.bias"}
+
+
+def test_train_val_split_zero_trains_on_every_row_and_saves_the_last_epoch(tmp_path: Path,
+                                                                          base_models_dir: Path) -> None:
+    messages: list = []
+    result = run_training(job_for(tmp_path, base_models_dir, "all", train_val_split=0, epochs=2), messages.append,
+                          lambda: False)
+    metrics = result.metrics
+    assert (metrics["train_rows"], metrics["validation_rows"]) == (90, 0)
+    assert metrics["model_selection"] == "last_epoch" and metrics["best_epoch"] == 2
+    assert (metrics["val_accuracy"], metrics["val_macro_f1"], metrics["val_loss"]) == (None, None, None)
+    assert (metrics["per_class"], metrics["confusion_matrix"]) == ({}, [])
+    assert [entry["epoch"] for entry in metrics["history"]] == [1, 2]
+    assert all(entry["val_accuracy"] is None and entry["train_loss"] > 0 for entry in metrics["history"])
+    epochs = [m for m in messages if m.type == "epoch"]
+    assert [(m.epoch, m.val_accuracy, m.is_best) for m in epochs] == [(1, None, True), (2, None, True)]
+    warnings = [m.message for m in messages if m.type == "warning"]
+    assert ("train_val_split is 0 and there is no validation_data_file: training on all 90 rows without validation "
+            "metrics; the last epoch is saved") in warnings
+    progress = [m for m in messages if m.type == "progress" and getattr(m, "phase", None) == "training"]
+    assert progress[-1].step == progress[-1].total_steps == 2 * 12  # 90 rows / batch 8
+
+    # The saved model is the last epoch's weights, a plain model that loads and predicts.
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=result.artifacts.model_path)
+    assert classifier("工厂烟囱排放化工废气。")[0]["label"] in metrics["labels"]

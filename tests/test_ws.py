@@ -105,7 +105,7 @@ async def test_global_stream_carries_task_ids(make_client, csv_file: Path) -> No
     await upload(client, csv_file)
     async with client.ws_connect("/api/v1/ws") as ws:
         first = await ws.receive_json(timeout=10)
-        assert first == {"type": "snapshot", "tasks": [], "predictions": []}
+        assert first == {"type": "snapshot", "tasks": [], "predictions": [], "base_models": []}
         task_id = (await create(client, task_body(csv_file.name, random_seed=10, sheet_name=None)))["task_id"]
         seen = []
         while not seen or seen[-1]["type"] != "end":
@@ -283,3 +283,18 @@ async def test_a_keeping_up_subscriber_is_written_to_directly_and_order_holds() 
     hub.publish("t", {"type": "end", "task": {}})  # written directly; the sender is woken to close
     await asyncio.wait_for(sender, 1)
     assert written() == [2, 3, 6] and sent == [1, 4, 5, -1]
+
+
+async def test_a_plain_get_of_a_websocket_route_is_a_documented_400(make_client, csv_file: Path) -> None:
+    client = await make_client(training_function=STEADY)
+    await upload(client, csv_file)
+    task_id = (await create(client, task_body(csv_file.name, sheet_name=None)))["task_id"]
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    for path, documented in (("/api/v1/ws", "/api/v1/ws"), (f"{TASKS}/{task_id}/ws", "/api/v1/training/tasks/{task_id}/ws")):
+        response = await client.get(path)
+        error = (await response.json())["error"]
+        assert response.status == 400 and error["code"] == "websocket_required", error
+        assert path in error["message"] and "WebSocket client" in error["message"]
+        assert "400" in document["paths"][documented]["get"]["responses"]
+    missing = await client.get(f"{TASKS}/nope/ws")
+    assert missing.status == 404

@@ -15,6 +15,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from loguru import logger
 
+from bertd.runtime.copied_uploads import register_copied_files
 from bertd.server.errors import ApiError, conflict, not_found, validation_error
 from bertd.server.keys import CONFIG, STORE, UPLOAD_LOCK
 from bertd.server.responses import json_response
@@ -148,6 +149,13 @@ async def upload_file(request: web.Request) -> web.Response:
         temporary.unlink(missing_ok=True)
     logger.info("file {} uploaded ({} bytes, {} sheet(s))", filename, size, len(sheets))
     return json_response(record.to_json(), status=201)
+
+
+async def rescan_files(request: web.Request) -> web.Response:
+    """Register files copied into the uploads folder by hand since the last scan."""
+    config = request.app[CONFIG]
+    result = await register_copied_files(request.app[STORE], config.uploads_dir, request.app[UPLOAD_LOCK])
+    return json_response(result.to_json())
 
 
 async def list_files(request: web.Request) -> web.Response:

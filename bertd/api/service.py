@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bertd import __version__
-from bertd.server.keys import CONFIG, DEVICES, HUB, METRICS, OPENAPI, SCHEDULER, STORE
+from bertd.server.keys import CONFIG, DEVICES, EXECUTOR, HUB, METRICS, OPENAPI, SCHEDULER, STORE
 from bertd.server.prometheus import render
 from bertd.server.responses import json_response
 
@@ -52,5 +52,7 @@ async def docs(_request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     counts = await request.app[STORE].count_by_status()
+    directory = getattr(request.app[EXECUTOR], "directory", None)
+    workers = [info for info in await directory.workers() if info.alive] if directory is not None else []
     return render(request.app[METRICS], counts, request.app[SCHEDULER].running_samples_per_second,
-                  request.app[HUB].subscriber_count)
+                  request.app[HUB].subscriber_count, workers)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from aiohttp import web
 
 from bertd.api.request_parsing import query_int, read_json, reject_unknown_query
-from bertd.protocol import Hyperparameters
-from bertd.runtime.scheduler import ShuttingDown
+from bertd.protocol import Hyperparameters, add_base_model_hint
+from bertd.runtime.base_models.catalog import locate, ready_models
+from bertd.runtime.scheduler import PauseUnsupported, ShuttingDown
 from bertd.schema.requests import TaskRequest
 from bertd.schema.validation import parse
 from bertd.server.errors import ApiError, conflict, not_found, validation_error
-from bertd.server.keys import MODEL_CACHE, SCHEDULER, STORE
+from bertd.server.keys import BASE_MODEL_GATE, CONFIG, MODEL_CACHE, SCHEDULER, STORE
 from bertd.server.responses import json_response
 from bertd.state.records import TERMINAL_STATUSES, FileRecord, TaskRecord, TaskStatus, utc_now
 from bertd.state.store import MissingFile, QueueFull, Store
@@ -63,6 +65,12 @@ async def create_task(request: web.Request) -> web.Response:
     elif hyperparameters.validation_sheet_name is not None:
         raise validation_error("hyperparameters.validation_sheet_name is set but validation_data_file is not",
                                "hyperparameters.validation_sheet_name")
+    else:
+        _check_training_on_every_row(hyperparameters)
+    base_models_dir = request.app[CONFIG].effective_base_models_dir
+    missing = await asyncio.to_thread(locate, base_models_dir, body.base_model) is None
+    if missing:
+        await _check_downloadable(request, body.base_model)
     new_task = TaskRecord(
         seq=0,
         task_id=uuid.uuid4().hex,
@@ -89,7 +97,37 @@ async def create_task(request: web.Request) -> web.Response:
                        f"{full.args[0]} tasks are already queued (MAX_QUEUED_TASKS); wait for some to finish "
                        "or stop queued ones") from None
     message = f"task queued at position {task.queue_position}" if task.queue_position else "task created"
+    if missing:
+        task = await request.app[BASE_MODEL_GATE].hold(task)
+        message += f"; it waits for base model {task.base_model!r} to download (phase downloading_base_model)"
     return json_response({**task.to_json(), "message": message}, status=201)
+
+
+def _check_training_on_every_row(hyperparameters: Hyperparameters) -> None:
+    """train_val_split 0 without a validation file holds nothing out: what needs validation
+    metrics cannot be asked for."""
+    if hyperparameters.train_val_split > 0:
+        return
+    for name, wanted in (("early_stopping_enabled", hyperparameters.early_stopping_enabled),
+                         ("evaluation_steps", hyperparameters.evaluation_steps is not None)):
+        if wanted:
+            raise validation_error(
+                f"hyperparameters.{name} needs validation metrics, but train_val_split is 0 and there is no "
+                "validation_data_file; set train_val_split above 0, upload a validation_data_file, or leave "
+                f"{name} out", f"hyperparameters.{name}")
+
+
+async def _check_downloadable(request: web.Request, name: str) -> None:
+    """A 400 on base_model unless the missing model can be downloaded for the task."""
+    reason = await request.app[BASE_MODEL_GATE].refusal(name)
+    if reason is None:
+        return
+    ready = await asyncio.to_thread(ready_models, request.app[CONFIG].effective_base_models_dir)
+    available = [entry.name for entry in ready]
+    raise validation_error(
+        f"base_model {name!r} is not on this server and {reason}; available base models: "
+        f"{', '.join(available) if available else 'none yet'}; {add_base_model_hint(name)}",
+        "base_model", available=available)
 
 
 async def task_or_404(store: Store, task_id: str) -> TaskRecord:
@@ -143,7 +181,11 @@ async def pause_task(request: web.Request) -> web.Response:
         state = "is already pausing or stopping" if task.status == TaskStatus.TRAINING else f"is {task.status}"
         raise conflict(f"task {task.task_id} {state}; only a queued or training task can be paused",
                        status=str(task.status))
-    paused = await scheduler.pause(task.task_id)
+    try:
+        paused = await scheduler.pause(task.task_id)
+    except PauseUnsupported:
+        raise conflict("tasks cannot be paused with several boxes (BROKER_URL): a checkpoint stays on the box "
+                       "that wrote it; stop the task instead", status=str(task.status)) from None
     if paused is None:
         raise not_found(f"no training task with task_id {task.task_id!r}")
     message = ("task paused" if paused.status == TaskStatus.PAUSED else

@@ -17,8 +17,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from bertd.api.ws_socket import SocketSubscriber, close_quietly
 from bertd.runtime.hub import LiveState
-from bertd.server.errors import not_found
-from bertd.server.keys import CONFIG, HUB, STORE, WEBSOCKETS
+from bertd.server.errors import ApiError, not_found
+from bertd.server.keys import BASE_MODEL_DOWNLOADS, CONFIG, HUB, STORE, WEBSOCKETS
 from bertd.state.records import (
     ACTIVE_STATUSES,
     PREDICTION_TERMINAL,
@@ -63,6 +63,11 @@ def _subscriber(request: web.Request, task_id: str | None) -> SocketSubscriber:
 
 
 async def _accept(request: web.Request, subscriber: SocketSubscriber) -> None:
+    # A plain GET (no Upgrade: websocket) is answered 400 with the one error body, as documented.
+    if not subscriber.socket.can_prepare(request).ok:
+        raise ApiError(400, "websocket_required",
+                       f"{request.path} is a WebSocket endpoint: connect with a WebSocket client "
+                       "(GET with Connection: Upgrade and Upgrade: websocket)")
     await subscriber.socket.prepare(request)
     request.app[WEBSOCKETS].add(subscriber.socket)
 
@@ -140,6 +145,8 @@ async def all_tasks_stream(request: web.Request) -> web.WebSocketResponse:
     subscriber = _subscriber(request, None)
     await _accept(request, subscriber)
     states = hub.subscribe(subscriber)
+    # In the same step as subscribing: every later base_model message is newer than this.
+    downloads = [entry.to_json() for entry in request.app[BASE_MODEL_DOWNLOADS].entries()]
     try:
         active = await store.tasks_in(tuple(ACTIVE_STATUSES))
         tasks = [{**snapshot_of(task, states.get(task.task_id)), "seq": states[task.task_id].seq
@@ -147,7 +154,8 @@ async def all_tasks_stream(request: web.Request) -> web.WebSocketResponse:
         jobs = await store.predictions_in((PredictionStatus.QUEUED, PredictionStatus.RUNNING))
         predictions = [{**prediction_snapshot_of(job, states.get(job.prediction_id)),
                         "seq": states[job.prediction_id].seq if job.prediction_id in states else 0} for job in jobs]
-        await _stream(subscriber, [{"type": "snapshot", "tasks": tasks, "predictions": predictions}])
+        await _stream(subscriber, [{"type": "snapshot", "tasks": tasks, "predictions": predictions,
+                                    "base_models": downloads}])
     finally:
         hub.unsubscribe(subscriber)
         request.app[WEBSOCKETS].discard(subscriber.socket)

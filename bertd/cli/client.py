@@ -13,14 +13,17 @@ import aiohttp
 from bertd.protocol import PROGRESS_FIELDS
 
 TASKS = "/api/v1/training/tasks"
+BASE_MODELS = "/api/v1/base-models"
 
 
 class ClientError(Exception):
-    """The server said no (or could not be reached); the message is one line for the user."""
+    """The server said no (or could not be reached); the message is one line for the user, `status`
+    the HTTP status (None when the server was not reached)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.status = status  # the HTTP status, when the server answered
+        self.status = status
+
 
 
 @dataclass
@@ -70,6 +73,9 @@ class Client:
     async def stop(self, task_id: str) -> dict[str, Any]:
         return await self._call("POST", f"{TASKS}/{task_id}/stop")
 
+    async def workers(self) -> dict[str, Any]:
+        return await self._call("GET", "/api/v1/workers")
+
     async def pause(self, task_id: str) -> dict[str, Any]:
         return await self._call("POST", f"{TASKS}/{task_id}/pause")
 
@@ -81,6 +87,13 @@ class Client:
 
     async def predict(self, task_id: str, texts: list[str], top_k: int = 1) -> dict[str, Any]:
         return await self._call("POST", f"{TASKS}/{task_id}/predict", json={"texts": texts, "top_k": top_k})
+
+    async def base_models(self) -> dict[str, Any]:
+        return await self._call("GET", BASE_MODELS)
+
+    async def pull(self, name: str, source: str | None, revision: str | None) -> dict[str, Any]:
+        """Start a download (202) or find the model here (200): the model's entry, with `message`."""
+        return await self._call("POST", BASE_MODELS, json={"name": name, "source": source, "revision": revision})
 
     async def download(self, task_id: str, target_dir: Path) -> Path:
         return await self._save(f"{TASKS}/{task_id}/download", target_dir, f"{task_id}.tar.gz")
@@ -114,27 +127,32 @@ class Client:
 
     async def watch(self, task_id: str) -> AsyncIterator[dict[str, Any]]:
         """The task's WebSocket messages, snapshot to end."""
-        async for body in self._stream(f"{TASKS}/{task_id}/ws", f"task {task_id}", "end"):
+        async for body in self._stream(f"{TASKS.lstrip('/')}/{task_id}/ws", f"task {task_id}"):
             yield body
+            if body["type"] == "end":
+                return
 
     async def watch_prediction(self, task_id: str, prediction_id: str) -> AsyncIterator[dict[str, Any]]:
         """A prediction job's WebSocket messages, snapshot to end."""
-        async for body in self._stream(f"{TASKS}/{task_id}/predictions/{prediction_id}/ws",
-                                       f"prediction job {prediction_id}", "prediction_end"):
+        async for body in self._stream(f"{TASKS.lstrip('/')}/{task_id}/predictions/{prediction_id}/ws",
+                                       f"prediction job {prediction_id}"):
             yield body
+            if body["type"] == "prediction_end":
+                return
 
-    async def _stream(self, path: str, what: str, last: str) -> AsyncIterator[dict[str, Any]]:
+    def everything(self) -> AsyncIterator[dict[str, Any]]:
+        """The messages of /api/v1/ws (every task, base model downloads), from its snapshot on."""
+        return self._stream("api/v1/ws", "the server")
+
+    async def _stream(self, path: str, what: str) -> AsyncIterator[dict[str, Any]]:
         assert self.session is not None
         # The handshake carries the session's Authorization header: the token never goes into the URL.
         try:
-            async with self.session.ws_connect(path.lstrip("/"), heartbeat=30) as socket:
+            async with self.session.ws_connect(path, heartbeat=30) as socket:
                 async for message in socket:
                     if message.type != aiohttp.WSMsgType.TEXT:
                         break
-                    body = json.loads(message.data)
-                    yield body
-                    if body["type"] == last:
-                        return
+                    yield json.loads(message.data)
         except aiohttp.WSServerHandshakeError as error:
             raise ClientError(f"cannot watch {what}: HTTP {error.status}", error.status) from error
         except aiohttp.ClientConnectionError as error:
@@ -155,9 +173,37 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def format_bytes(count: int | None) -> str:
+    if count is None:
+        return "?"
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
+def bar(done: float, total: float | None, width: int = 24) -> str:
+    """[####----]  45.2% (an empty bar and ?% while the total is unknown)."""
+    if not total:
+        return f"[{'-' * width}]     ?%"
+    share = min(max(done / total, 0.0), 1.0)
+    filled = int(width * share)
+    return f"[{'#' * filled}{'-' * (width - filled)}] {100 * share:5.1f}%"
+
+
+def download_line(name: str, status: str, done: int | None, total: int | None) -> str:
+    """One line for a base model download: name, status, a bar, bytes."""
+    return f"{name}  {status:<11}  {bar(done or 0, total)}  {format_bytes(done)} of {format_bytes(total)}"
+
+
 def progress_line(task: dict[str, Any], width: int = 24) -> str:
-    """One line: phase, epoch, a bar, step, loss, accuracy, ETA."""
+    """One line: phase, epoch, a bar, step, loss, accuracy, ETA; while the base model downloads,
+    the download's bar and bytes."""
     progress = task.get("progress") or {}
+    if progress.get("phase") == "downloading_base_model":
+        done, total = progress.get("download_bytes_done"), progress.get("download_bytes_total")
+        return (f"{task.get('status', '?'):<9}  downloading base model {task.get('base_model', '')}  "
+                f"{bar(done or 0, total, width)}  {format_bytes(done)} of {format_bytes(total)}")
     percentage = progress.get("progress_percentage") or 0.0
     filled = int(width * percentage / 100)
     parts = [f"{task.get('status', '?'):<9}", f"{progress.get('phase', ''):<13}",

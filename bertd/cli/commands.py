@@ -1,5 +1,6 @@
 """The client side of the `bertd` command: upload, train, tasks, show, watch, stop, rm, predict,
-download. Human output by default, one JSON document with --json; exit 1 with one line on error."""
+download, and base-models / pull (base_models.py). Human output by default, one JSON document with
+--json; exit 1 with one line on error."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bertd.cli.base_models import COMMANDS as BASE_MODEL_COMMANDS
+from bertd.cli.base_models import add_base_model_commands, run_base_model_command
 from bertd.cli.client import Client, ClientError, follow, progress_line
 from bertd.cli.predict_file import predict_file
 from bertd.state.records import TaskStatus
@@ -31,15 +34,22 @@ def describe_task(task: dict[str, Any]) -> str:
     if task.get("interruptions"):
         lines.append(f"  continued after {task['interruptions']} restart(s) of the server")
     metrics = task.get("metrics")
-    if metrics:
+    if metrics and metrics.get("val_accuracy") is not None:
         lines.append(f"  best epoch {metrics['best_epoch']}: val_accuracy {metrics['val_accuracy']:.4f}, "
                      f"val_macro_f1 {metrics['val_macro_f1']:.4f}")
         for label, scores in (metrics.get("per_class") or {}).items():
             lines.append(f"    {label}: precision {scores['precision']:.3f} recall {scores['recall']:.3f} "
                          f"f1 {scores['f1']:.3f} support {scores['support']}")
+    if metrics and metrics.get("model_selection") == "last_epoch":
+        lines.append(f"  no validation rows (train_val_split 0): the last epoch ({metrics['best_epoch']}) was saved")
     if task.get("artifacts"):
         lines.append(f"  model: {task['artifacts']['model_path']}")
-    if task.get("error_message"):
+    error = task.get("error")
+    if error:
+        lines.append(f"  error [{error['code']}]: {error['message']}")
+        if error.get("hint"):
+            lines.append(f"  what to do: {error['hint']}")
+    elif task.get("error_message"):
         lines.append(f"  error: {task['error_message']}")
     return "\n".join(lines)
 
@@ -85,6 +95,8 @@ def training_body(arguments: argparse.Namespace, filename: str) -> dict[str, Any
 async def run(arguments: argparse.Namespace) -> int:
     async with Client(arguments.url, arguments.token) as client:
         command = arguments.command
+        if command in BASE_MODEL_COMMANDS:
+            return await run_base_model_command(client, arguments)
         if command == "upload":
             uploaded = await client.upload(Path(arguments.file))
             sheets = "; ".join(f"sheet {s['name']!r}: {s['rows']} rows, columns {', '.join(s['columns'])}"
@@ -107,6 +119,13 @@ async def run(arguments: argparse.Namespace) -> int:
             rows = [f"{t['task_id']}  {t['status']:<9}  {t['created_at']}  {t['model_name_en']:<20}  "
                     f"{(t.get('progress') or {}).get('progress_percentage') or 0:5.1f}%" for t in listing["tasks"]]
             emit(arguments, listing, "\n".join(rows) if rows else "no tasks")
+        elif command == "cluster":
+            listing = await client.workers()
+            rows = [f"{w['name']:<20} {'up' if w['alive'] else 'gone':<5} slots {w['busy']}/{w['slots']}  "
+                    f"{', '.join(gpu.get('name', '?') for gpu in w['gpus']) or 'cpu':<24} bertd {w['version']}  "
+                    f"last heartbeat {w['last_heartbeat']}" for w in listing["workers"]]
+            emit(arguments, listing, "\n".join(rows) if rows else "no workers (the server trains in its own pool, "
+                 "or no `bertd worker` is connected)")
         elif command == "show":
             task = await client.task(arguments.task_id)
             emit(arguments, task, describe_task(task))
@@ -143,6 +162,7 @@ def add_client_commands(commands: argparse._SubParsersAction, environment: dict[
     common.add_argument("--token", default=environment.get("API_TOKEN"), help="API token (API_TOKEN)")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
 
+    add_base_model_commands(commands, common)
     upload = commands.add_parser("upload", parents=[common], help="upload an .xlsx or .csv file")
     upload.add_argument("file")
 
@@ -162,6 +182,7 @@ def add_client_commands(commands: argparse._SubParsersAction, environment: dict[
     train.add_argument("--callback-url")
     train.add_argument("--watch", action="store_true", help="show live progress until the task ends")
 
+    commands.add_parser("cluster", parents=[common], help="list the worker boxes connected to the server")
     tasks = commands.add_parser("tasks", parents=[common], help="list tasks, newest first")
     tasks.add_argument("--status", choices=[str(status) for status in TaskStatus])
     for name, help_text in (("show", "show one task"), ("watch", "live progress until the task ends or is paused"),

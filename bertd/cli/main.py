@@ -10,6 +10,7 @@ from pathlib import Path
 from bertd import __version__
 from bertd.cli.commands import add_client_commands, run_client_command
 from bertd.cli.demo import add_demo_command, demo
+from bertd.cli.worker import add_worker_command, run_worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (API_HOST, default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="TCP port (API_PORT, default 8000)")
     serve.add_argument("--data-dir", type=Path, help="uploads, models and database (DATA_DIR, default ./data)")
+    add_worker_command(commands, dict(os.environ))
     add_client_commands(commands, dict(os.environ))
     add_demo_command(commands, dict(os.environ))
     return parser
@@ -33,4 +35,6 @@ def main(argv: list[str] | None = None) -> int:
         return serve(arguments.host, arguments.port, arguments.data_dir)
     if arguments.command == "demo":
         return demo(arguments)
+    if arguments.command == "worker":
+        return run_worker(arguments)
     return run_client_command(arguments)

@@ -30,6 +30,8 @@ class Announcer:
         status_message = {"type": "status", "status": str(task.status)}
         if task.error_message:
             status_message["error_message"] = task.error_message
+        if task.error is not None:
+            status_message["error"] = task.error.model_dump(mode="json")
         self._hub.publish(task.task_id, status_message)
         if task.status in TERMINAL_STATUSES:
             observe_task_end(self._metrics, task)
@@ -42,21 +44,27 @@ class Announcer:
         """The hub learns an active task's status (at start-up), without a transition to log."""
         self._hub.publish(task.task_id, {"type": "status", "status": str(task.status)})
 
-    def progress(self, task_id: str, progress: Progress) -> None:
-        self._hub.publish(task_id, {"type": "progress", **progress.model_dump(mode="json")})
+    def progress(self, task_id: str, progress: Progress, sent_at: float | None = None) -> None:
+        extra = {"sent_at": sent_at} if sent_at is not None else {}
+        self._hub.publish(task_id, {"type": "progress", **progress.model_dump(mode="json"), **extra})
 
     def epoch(self, task: TaskRecord, report: EpochReport) -> None:
-        data = report.model_dump(mode="json", exclude={"type", "total_epochs"})
+        data = report.model_dump(mode="json", exclude={"type", "origin", "sent_at", "total_epochs"})
         self._hub.publish(task.task_id, {"type": "epoch", **data, "total_epochs": report.total_epochs})
-        logger.info("task {} epoch {}/{}: val_accuracy {:.4f}, val_macro_f1 {:.4f}", task.task_id, report.epoch,
-                    report.total_epochs, report.val_accuracy, report.val_macro_f1)
+        if report.val_accuracy is None or report.val_macro_f1 is None:
+            logger.info("task {} epoch {}/{}: train_loss {:.4f} (no validation rows)", task.task_id, report.epoch,
+                        report.total_epochs, report.train_loss)
+        else:
+            logger.info("task {} epoch {}/{}: val_accuracy {:.4f}, val_macro_f1 {:.4f}", task.task_id, report.epoch,
+                        report.total_epochs, report.val_accuracy, report.val_macro_f1)
         if task.callback_url:
             self._callbacks.send(task.task_id, task.callback_url,
                                  {"event": "task.epoch", "task_id": task.task_id, "epoch": report.epoch,
                                   "metrics": data})
 
     def evaluation(self, task_id: str, report: EvaluationReport) -> None:
-        self._hub.publish(task_id, {"type": "evaluation", **report.model_dump(mode="json", exclude={"type"})})
+        self._hub.publish(task_id, {"type": "evaluation", **report.model_dump(mode="json",
+                                                                               exclude={"type", "origin", "sent_at"})})
 
     def warning(self, task_id: str, message: str) -> None:
         logger.warning("task {}: {}", task_id, message)
@@ -71,6 +79,10 @@ class Announcer:
     def checkpoint_failed(self, task_id: str, message: str) -> None:
         self._metrics.checkpoint_failures.inc()
         self.warning(task_id, message)
+
+    def started(self, task_id: str, worker: str) -> None:
+        logger.info("task {} runs on worker {}", task_id, worker)
+        self._hub.publish(task_id, {"type": "started", "worker": worker})
 
     def resumed(self, task_id: str, data: dict) -> None:
         logger.info("task {} continues from its checkpoint of epoch {}, step {}", task_id, data["epoch"], data["step"])

@@ -1,16 +1,18 @@
 """The seam between the scheduler and whatever runs training and prediction jobs.
 
-The scheduler starts a run only through `Executor.start(job)` (a TrainingJob or a PredictionJob); from then on it reads the run's
-messages and, when it must, asks the run to stop. How and where a run happens (a local worker
-process, a `bertd worker` on another box) is the executor's business alone, and so is making sure
-a run asked to stop really ends: after a grace period it is terminated, then killed."""
+The scheduler starts a run only through `Executor.start(job)` (a TrainingJob or a PredictionJob),
+and only while `capacity()` says a slot is free; from then on it reads the run's messages and, when
+it must, asks the run to stop. How and where a run happens (a local worker process, a `bertd worker`
+on another box) is the executor's business alone, and so is making sure a run asked to stop really
+ends."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from bertd.protocol import PredictionJob, TrainingJob, WorkerMessage
+from bertd.state.records import TaskRecord
 
 
 class Run(Protocol):
@@ -37,8 +39,24 @@ class Run(Protocol):
 
 
 class Executor(Protocol):
-    def start(self, job: TrainingJob | PredictionJob) -> Run:
+    # Runs go on without the server (on other boxes): a shutdown leaves them running, and the next
+    # start reads on (`reattach`) instead of counting them as interrupted.
+    keeps_runs_on_shutdown: bool
+    # Whether a run can checkpoint and end to continue later (checkpoints stay where they are written).
+    supports_pause: bool
+    # Called when capacity() changes (a box joins or leaves): the scheduler looks at its queue again.
+    on_capacity_change: Callable[[], None]
+
+    def capacity(self) -> int:
+        """How many runs may go on at once now."""
+        ...
+
+    async def start(self, job: TrainingJob | PredictionJob) -> Run:
         """Begin running `job`; raises if it cannot even be started."""
+        ...
+
+    def reattach(self, task: TaskRecord) -> Run | None:
+        """A run that went on while the server was down, or None."""
         ...
 
     def warm_up(self) -> None:

@@ -81,11 +81,21 @@ class Hub:
         if kind in STATUS_TYPES:
             state.status = body["status"]
         elif kind in PROGRESS_TYPES:
-            state.progress = {k: v for k, v in body.items() if k != "type"}
+            state.progress = {k: v for k, v in body.items() if k not in ("type", "sent_at")}
         for subscriber in (*self._by_task.get(task_id, ()), *self._everything):
             subscriber.offer(message)
         if kind in END_TYPES:
             del self._states[task_id]
+        return message
+
+    def broadcast(self, body: dict[str, Any]) -> Message:
+        """A message that belongs to no task (a base model download): offered only to the
+        subscribers of every task, with `at` but no `task_id` or `seq`. Each such message carries
+        its subject's whole state, so a newer one may replace an older one a slow client has not
+        taken yet."""
+        message = Message({**body, "at": time.time()})
+        for subscriber in tuple(self._everything):
+            subscriber.offer(message)
         return message
 
     def subscribe(self, subscriber: Subscriber) -> dict[str, LiveState]:

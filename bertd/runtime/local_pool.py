@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
@@ -24,6 +24,7 @@ from multiprocessing.synchronize import Event
 from loguru import logger
 
 from bertd.protocol import Exited, PredictionJob, TrainingJob, WarningReport, WorkerMessage
+from bertd.state.records import TaskRecord
 from bertd.training.worker import worker_main
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -143,10 +144,14 @@ def _pump(connection: Connection, run: LocalRun, loop: asyncio.AbstractEventLoop
 
 
 class LocalPool:
-    """Runs each job in its own spawned process, keeping one spare process imported and waiting."""
+    """Runs each job in its own spawned process, keeping one spare process imported and waiting.
+    Safe to share between threads (a `bertd worker` runs one event loop per slot)."""
+
+    keeps_runs_on_shutdown = False
+    supports_pause = True
 
     def __init__(self, training_function: str, log_level: str, keep_spare: bool,
-                 cpus: tuple[int, ...] | None = None, policy: StopPolicy | None = None,
+                 cpus: tuple[int, ...] | None = None, policy: StopPolicy | None = None, slots: int = 1,
                  prediction_function: str = "bertd.training.predict_sheet:run_prediction") -> None:
         self._training_function = training_function
         self._prediction_function = prediction_function
@@ -154,7 +159,16 @@ class LocalPool:
         self._keep_spare = keep_spare
         self._cpus = cpus
         self._policy = policy or StopPolicy()
+        self._slots = slots
         self._spare: IdleWorker | None = None
+        self._spare_lock = threading.Lock()
+        self.on_capacity_change: Callable[[], None] = lambda: None
+
+    def capacity(self) -> int:
+        return self._slots
+
+    def reattach(self, task: TaskRecord) -> None:
+        return None  # a local run never outlives the server: its process dies with it
 
     def _spawn(self) -> IdleWorker:
         report_reader, report_writer = SPAWN.Pipe(duplex=False)
@@ -177,14 +191,16 @@ class LocalPool:
 
     def warm_up(self) -> None:
         """Start the spare now, so the next job does not wait for imports either."""
-        if self._keep_spare and (self._spare is None or not self._spare.process.is_alive()):
-            self._spare = self._spawn()
-            logger.debug("spare worker pid {} started", self._spare.process.pid)
+        with self._spare_lock:
+            if self._keep_spare and (self._spare is None or not self._spare.process.is_alive()):
+                self._spare = self._spawn()
+                logger.debug("spare worker pid {} started", self._spare.process.pid)
 
-    def start(self, job: TrainingJob | PredictionJob) -> LocalRun:
+    async def start(self, job: TrainingJob | PredictionJob) -> LocalRun:
         """Hand the job to the spare (or a new worker) and start forwarding its messages."""
-        worker = self._spare if self._spare is not None and self._spare.process.is_alive() else None
-        self._spare = None
+        with self._spare_lock:
+            worker = self._spare if self._spare is not None and self._spare.process.is_alive() else None
+            self._spare = None
         if worker is None:
             worker = self._spawn()
         loop = asyncio.get_running_loop()
@@ -206,7 +222,8 @@ class LocalPool:
         await asyncio.to_thread(self._close_spare)
 
     def _close_spare(self) -> None:
-        spare, self._spare = self._spare, None
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
         if spare is not None:
             spare.jobs.close()  # EOF: the spare exits on its own
             spare.process.join(timeout=5)

@@ -43,6 +43,14 @@ class PredictionRunner:
         # Stops that came between a job's claim and the start of its run.
         self._early_stops: set[str] = set()
 
+    def capacity(self) -> int:
+        """How many jobs may run at once in the executor they run in."""
+        return self._executor.capacity()
+
+    async def close_executor(self) -> None:
+        """Close the executor of their own (the cluster's API node pool), after interrupt_all."""
+        await self._executor.close()
+
     async def recover(self) -> None:
         """Jobs left running by a crash: back to the queue to run again from the start (or, with
         RESUME_INTERRUPTED_TASKS=false, stopped); their half-written results removed."""
@@ -75,7 +83,7 @@ class PredictionRunner:
         output = self.files.result_path(job.task_id, job.prediction_id, job.file)
         run_job = self._jobs.prediction_job_for(claimed, task, self._gpus.assign(job.prediction_id), output)
         try:
-            run = self._executor.start(run_job)
+            run = await self._executor.start(run_job)
         except Exception as error:
             logger.exception("prediction {} could not be started", job.prediction_id)
             self._gpus.release(job.prediction_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bertd.protocol import Phase
+from bertd.protocol import Phase, TaskError
 from bertd.state.records import TaskRecord, TaskStatus
 
 # Tasks that continue after a restart go ahead of new ones (dispatch is by priority, then seq).
@@ -25,12 +25,12 @@ class ResumePolicy:
         when interrupted tasks continue."""
         interruptions = task.interruptions + 1
         if interruptions > self.max_resumes:
-            return TaskStatus.FAILED, {
-                "error_message": f"{cause} interrupted this task for the {interruptions}th time, more than "
-                                 f"MAX_RESUMES ({self.max_resumes}) allows; it is not continued again. Create "
-                                 "it again to retry, or look for what keeps stopping the server",
-                "progress": task.current_progress.updated(phase=Phase.FAILED),
-            }
+            error = TaskError(code="interrupted", message=(
+                f"{cause} interrupted this task for the {interruptions}th time, more than MAX_RESUMES "
+                f"({self.max_resumes}) allows; it is not continued again"),
+                hint="create it again to retry, or look for what keeps stopping the server")
+            return TaskStatus.FAILED, {"error_message": error.text, "error": error,
+                                       "progress": task.current_progress.updated(phase=Phase.FAILED)}
         return TaskStatus.QUEUED, {
             "priority": RESUMING_PRIORITY,
             "interruptions": interruptions,
@@ -41,10 +41,10 @@ class ResumePolicy:
         """A task left training or stopping when the server died."""
         if not self.enabled:
             epoch = task.current_progress.current_epoch
-            return TaskStatus.FAILED, {
-                "error_message": f"bertd stopped while this task was training (during epoch {epoch}); "
-                                 "create it again to retry",
-                "progress": task.current_progress.updated(phase=Phase.FAILED)}
+            error = TaskError(code="interrupted", message=f"bertd stopped while this task was training (during "
+                                                          f"epoch {epoch})", hint="create it again to retry")
+            return TaskStatus.FAILED, {"error_message": error.text, "error": error,
+                                       "progress": task.current_progress.updated(phase=Phase.FAILED)}
         if task.status == TaskStatus.STOPPING:  # a stop was asked for: it is done now
             return TaskStatus.STOPPED, {"progress": task.current_progress.updated(phase=Phase.STOPPED)}
         return self.after_interruption(task, "a restart of the server (it had stopped unexpectedly)")

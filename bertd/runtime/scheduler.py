@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
 
-from bertd.protocol import Phase, StopReason
+from bertd.protocol import Phase, Progress, StopReason, TaskError
 from bertd.runtime.announcer import Announcer
-from bertd.runtime.executor import Executor
+from bertd.runtime.executor import Executor, Run
 from bertd.runtime.gpus import GpuAssigner
 from bertd.runtime.jobs import JobSettings
 from bertd.runtime.model_store import ModelStore
@@ -43,27 +44,39 @@ def first_created(task: TaskRecord | None, prediction: PredictionRecord | None) 
     return task if task.priority > 0 or task.seq <= prediction.tasks_seq else prediction
 
 
+class PauseUnsupported(Exception):
+    """The executor cannot pause a run (the cluster's: checkpoints stay on the box that wrote them)."""
+
+
 class Scheduler:
     def __init__(self, store: Store, executor: Executor, announcer: Announcer, model_store: ModelStore, *,
-                 slots: int, max_queued: int, jobs: JobSettings, gpus: GpuAssigner, progress_write_interval: float,
-                 resume: ResumePolicy, prediction_files: PredictionFiles) -> None:
+                 max_queued: int, jobs: JobSettings, gpus: GpuAssigner, progress_write_interval: float,
+                 resume: ResumePolicy, prediction_files: PredictionFiles,
+                 next_task: Callable[[], Awaitable[TaskRecord | None]] | None = None,
+                 prediction_executor: Executor | None = None) -> None:
         self._store = store
         self._executor = executor
         self._announcer = announcer
         self._models = model_store
-        self._slots = slots
         self._max_queued = max_queued
         self._jobs = jobs
         self._gpus = gpus
         self._progress_write_interval = progress_write_interval
         self._resume = resume
+        # Which queued task starts next: by default the first in dispatch order; the base model gate
+        # passes over tasks whose base model is still downloading (runtime/base_models/gate.py).
+        self._next_task = next_task or store.next_queued
         self._active: dict[str, ActiveRun] = {}
         self._followers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
-        self.predictions = PredictionRunner(store, executor, announcer, prediction_files, jobs=jobs, gpus=gpus,
-                                            progress_write_interval=progress_write_interval,
+        executor.on_capacity_change = self._wake.set
+        # Without an executor of their own, prediction jobs share the training slots (FIFO with the
+        # tasks); the cluster gives them the API node's own pool, beside the boxes' slots.
+        self._predictions_share_slots = prediction_executor is None
+        self.predictions = PredictionRunner(store, prediction_executor or executor, announcer, prediction_files,
+                                            jobs=jobs, gpus=gpus, progress_write_interval=progress_write_interval,
                                             requeue_on_shutdown=resume.enabled, max_queued=max_queued,
                                             wake=self._wake.set)
 
@@ -79,7 +92,7 @@ class Scheduler:
     # ---- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._recover_interrupted_tasks()
+        await self._reattach_or_recover()
         await self.predictions.recover()
         # Every active task has a live state in the hub, so subscribers never race the database.
         for task in await self._store.tasks_in((TaskStatus.QUEUED, TaskStatus.PAUSED)):
@@ -87,6 +100,10 @@ class Scheduler:
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
         self._wake.set()
         self._executor.warm_up()
+
+    def wake(self) -> None:
+        """Look at the queue again (e.g. a base model that tasks waited for has arrived)."""
+        self._wake.set()
 
     def begin_shutdown(self) -> None:
         """Stop admitting and starting tasks; running ones are dealt with by close()."""
@@ -102,29 +119,46 @@ class Scheduler:
         running = list(self._active.values())
         predicting = list(self.predictions.active.values())
         started = time.monotonic()
-        for active in running:
-            self._interrupt(active, StopReason.SHUTDOWN)
+        if self._executor.keeps_runs_on_shutdown:
+            # Runs on other boxes go on; the next start reads their messages on from where these stop.
+            for active in running:
+                active.detached = True
+            for follower in self._followers:
+                follower.cancel()
+        else:
+            for active in running:
+                self._interrupt(active, StopReason.SHUTDOWN)
         self.predictions.interrupt_all()
         if self._followers or self.predictions.followers:
             await asyncio.gather(*self._followers, *self.predictions.followers, return_exceptions=True)
         await self._executor.close()
+        if not self._predictions_share_slots:
+            await self.predictions.close_executor()
         outcomes = [await self._store.get_task(active.task_id) for active in running]
         counts = {status: sum(1 for task in outcomes if task and task.status == status) for status in TaskStatus}
         queued = len(await self._store.tasks_in((TaskStatus.QUEUED,)))
         logger.info("shutdown: {} running task(s) in {:.1f} s: {} requeued to continue, {} stopped, {} failed, "
-                    "{} completed; {} queued task(s) kept for the next start", len(running),
-                    time.monotonic() - started, counts[TaskStatus.QUEUED], counts[TaskStatus.STOPPED],
-                    counts[TaskStatus.FAILED], counts[TaskStatus.COMPLETED], queued)
+                    "{} completed, {} left running on their workers; {} queued task(s) kept for the next start",
+                    len(running), time.monotonic() - started, counts[TaskStatus.QUEUED], counts[TaskStatus.STOPPED],
+                    counts[TaskStatus.FAILED], counts[TaskStatus.COMPLETED],
+                    counts[TaskStatus.TRAINING] + counts[TaskStatus.STOPPING], queued)
         if predicting:
             ended = [await self._store.get_prediction(active.prediction_id) for active in predicting]
             logger.info("shutdown: {} running prediction job(s): {} requeued to run again, {} ended", len(predicting),
                         sum(1 for job in ended if job and job.status == PredictionStatus.QUEUED),
                         sum(1 for job in ended if job and job.status != PredictionStatus.QUEUED))
 
-    async def _recover_interrupted_tasks(self) -> None:
-        """Tasks left training or stopping by a crash: back to the queue to continue from their
-        last checkpoint, or (RESUME_INTERRUPTED_TASKS=false) ended as failed."""
+    async def _reattach_or_recover(self) -> None:
+        """Tasks left training or stopping: a run that went on without the server (on another box)
+        is followed again from where it was; the others were interrupted: back to the queue to
+        continue from their last checkpoint, or (RESUME_INTERRUPTED_TASKS=false) ended as failed."""
         for task in await self._store.tasks_in(tuple(RUNNING_STATUSES)):
+            run = self._executor.reattach(task)
+            if run is not None:
+                logger.info("task {} is still running{}; following it again", task.task_id,
+                            f" on worker {task.worker}" if task.worker else " (not yet on a worker)")
+                self._follow_run(task, run, task.current_progress)
+                continue
             target, fields = self._resume.after_crash(task)
             updated = await self._store.transition(task.task_id, target, event_data={"reason": "recovery"},
                                                    **self._ending_fields(target, fields))
@@ -152,13 +186,26 @@ class Scheduler:
         return await self.predictions.submit(job)
 
     async def _next_job(self) -> TaskRecord | PredictionRecord | None:
-        return first_created(await self._store.next_queued(), await self._store.next_queued_prediction())
+        """The next job that has a free slot: with shared slots, whichever of the next task and the
+        next prediction job was created first; otherwise the next task if a training slot is free,
+        else the next prediction job if one of theirs is."""
+        training_capacity = self._executor.capacity()
+        if self._predictions_share_slots:
+            if self.running_count >= training_capacity:
+                return None
+            return first_created(await self._next_task(), await self._store.next_queued_prediction())
+        task = await self._next_task() if len(self._active) < training_capacity else None
+        if task is not None:
+            return task
+        if len(self.predictions.active) < self.predictions.capacity():
+            return await self._store.next_queued_prediction()
+        return None
 
     async def _dispatch_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while not self._closing and self.running_count < self._slots:
+            while not self._closing:
                 job = await self._next_job()
                 if job is None:
                     break
@@ -176,14 +223,19 @@ class Scheduler:
         self._announcer.transition(TaskStatus.QUEUED, claimed)
         job = self._jobs.job_for(claimed, self._gpus.assign(claimed.task_id))
         try:
-            run = self._executor.start(job)
+            run = await self._executor.start(job)
         except Exception as error:
             logger.exception("task {} could not be started", task.task_id)
             self._gpus.release(task.task_id)
+            failure = TaskError(code="worker_start_failed", message=f"the worker process could not start: {error}",
+                                hint="the server log has the traceback; check memory, disk space and WORKER_CPUS")
             await self._end(claimed, TaskStatus.FAILED, progress=progress.updated(phase=Phase.FAILED),
-                            error_message=f"the worker process could not start: {error}")
+                            error_message=failure.text, error=failure)
             return
-        active = ActiveRun(claimed, run, progress)
+        self._follow_run(claimed, run, progress)
+
+    def _follow_run(self, task: TaskRecord, run: Run, progress: Progress) -> None:
+        active = ActiveRun(task, run, progress)
         self._active[task.task_id] = active
         follower = asyncio.create_task(self._follow(active), name=f"follow-{task.task_id[:8]}")
         self._followers.add(follower)
@@ -193,7 +245,8 @@ class Scheduler:
         try:
             await follow(active, self._store, self._announcer, self._progress_write_interval)
         finally:
-            await asyncio.shield(self._conclude(active))
+            if not active.detached:
+                await asyncio.shield(self._conclude(active))
 
     async def _conclude(self, active: ActiveRun) -> None:
         try:
@@ -201,7 +254,8 @@ class Scheduler:
             if ending.traceback:
                 logger.error("task {} worker traceback:\n{}", active.task_id, ending.traceback.rstrip())
             target, fields = ending.status, {"progress": ending.progress, "error_message": ending.error_message,
-                                             "metrics": ending.metrics, "artifacts": ending.artifacts}
+                                             "error": ending.error, "metrics": ending.metrics,
+                                             "artifacts": ending.artifacts}
             if target == TaskStatus.QUEUED:
                 current = await self._store.get_task(active.task_id)
                 target, fields = self._resume.after_interruption(current or active.task, "a shutdown of the server")
@@ -285,6 +339,8 @@ class Scheduler:
         task = await self._store.get_task(task_id)
         if task is None:
             return None
+        if not self._executor.supports_pause:
+            raise PauseUnsupported()
         if task.status == TaskStatus.QUEUED:
             paused = await self._end(task, TaskStatus.PAUSED,
                                      progress=task.current_progress.updated(phase=Phase.PAUSED))

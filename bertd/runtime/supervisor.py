@@ -22,8 +22,10 @@ from bertd.protocol import (
     Progress,
     ProgressReport,
     ResumedReport,
+    Started,
     Stopped,
     StopReason,
+    TaskError,
     Verdict,
     WarningReport,
 )
@@ -46,6 +48,8 @@ class ActiveRun:
     # Epoch and evaluation results up to this step were recorded (and called back) already: a run
     # continuing from a checkpoint may report some of them again.
     reported_step: int = 0
+    # Left running on its worker when the API node shut down: not concluded here.
+    detached: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -59,7 +63,9 @@ class Ending:
 
     status: TaskStatus
     progress: Progress
-    error_message: str | None = None
+    error: TaskError | None = None
+    # For a stopped task: why, when it was not a user's request.
+    stop_message: str | None = None
     metrics: dict | None = None
     artifacts: Artifacts | None = None
     # A traceback worth logging: an unexpected failure inside the run.
@@ -68,6 +74,10 @@ class Ending:
     @property
     def keeps_model(self) -> bool:
         return self.status == TaskStatus.COMPLETED
+
+    @property
+    def error_message(self) -> str | None:
+        return self.error.text if self.error is not None else self.stop_message
 
     @property
     def keeps_checkpoint(self) -> bool:
@@ -82,8 +92,9 @@ def ending_of(active: ActiveRun, resume_after_shutdown: bool) -> Ending:
             return Ending(TaskStatus.COMPLETED, progress.updated(phase=Phase.COMPLETED, progress_percentage=100.0,
                                                                  eta_seconds=0),
                           metrics=metrics, artifacts=artifacts)
-        case Failed(error=error, expected=expected, traceback=traceback):
-            return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error_message=error,
+        case Failed(error=error, detail=detail, expected=expected, traceback=traceback):
+            return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED),
+                          error=detail or TaskError(code="training_error", message=error),
                           traceback=None if expected else traceback)
         case Paused() if reason == StopReason.PAUSE:
             return Ending(TaskStatus.PAUSED, progress.updated(phase=Phase.PAUSED, eta_seconds=None))
@@ -93,11 +104,17 @@ def ending_of(active: ActiveRun, resume_after_shutdown: bool) -> Ending:
                                                           samples_per_second=None))
     if reason is not None or isinstance(active.verdict, Stopped | Paused):
         message = "the server shut down while it was training" if reason == StopReason.SHUTDOWN else None
-        return Ending(TaskStatus.STOPPED, progress.updated(phase=Phase.STOPPED), error_message=message)
+        return Ending(TaskStatus.STOPPED, progress.updated(phase=Phase.STOPPED), stop_message=message)
     detail = active.exited.detail if active.exited else "an unknown exit status"
-    return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error_message=(
-        f"the worker process died with {detail} during {progress.phase} (epoch {progress.current_epoch}); "
-        "if it was killed for memory, lower batch_size or max_sequence_length"))
+    return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error=TaskError(
+        code="worker_died",
+        message=f"the worker process died with {detail} during {progress.phase} (epoch {progress.current_epoch})",
+        hint="if it was killed for memory, lower batch_size or max_sequence_length"))
+
+
+def _data(message: EpochReport | EvaluationReport, exclude: set[str] | None = None) -> dict:
+    """A result message as an event's data: what it reports, without the envelope."""
+    return message.model_dump(mode="json", exclude={"type", "origin", "sent_at", *(exclude or ())})
 
 
 class ProgressWriter:
@@ -130,7 +147,7 @@ async def follow(active: ActiveRun, store: Store, announcer: Announcer, write_in
                     changes["phase"] = Phase.PAUSING
                 phase_changed = changes.get("phase", active.progress.phase) != active.progress.phase
                 active.progress = active.progress.updated(**changes)
-                announcer.progress(task_id, active.progress)
+                announcer.progress(task_id, active.progress, message.sent_at)
                 await writer.write(task_id, active.progress, urgent=phase_changed)
             case EpochReport():
                 shared = {name: value for name, value in message.model_dump().items() if name in PROGRESS_FIELDS}
@@ -139,17 +156,17 @@ async def follow(active: ActiveRun, store: Store, announcer: Announcer, write_in
                 await writer.write(task_id, active.progress, urgent=True)
                 if message.step > active.reported_step:
                     active.reported_step = message.step
-                    await store.add_event(task_id, "epoch", message.model_dump(mode="json",
-                                                                               exclude={"type", "total_epochs"}))
-                    announcer.epoch(active.task, message)
+                    if await store.add_event(task_id, "epoch", _data(message, exclude={"total_epochs"}),
+                                             message.origin):
+                        announcer.epoch(active.task, message)
             case EvaluationReport():
                 if message.step > active.reported_step:
                     active.reported_step = message.step
-                    await store.add_event(task_id, "evaluation", message.model_dump(mode="json", exclude={"type"}))
-                    announcer.evaluation(task_id, message)
+                    if await store.add_event(task_id, "evaluation", _data(message), message.origin):
+                        announcer.evaluation(task_id, message)
             case WarningReport():
-                await store.add_event(task_id, "warning", {"message": message.message})
-                announcer.warning(task_id, message.message)
+                if await store.add_event(task_id, "warning", {"message": message.message}, message.origin):
+                    announcer.warning(task_id, message.message)
             case CheckpointReport():
                 await store.set_checkpoint(task_id, {"epoch": message.epoch, "step": message.step,
                                                      "size_bytes": message.size_bytes, "at": utc_now()})
@@ -157,13 +174,17 @@ async def follow(active: ActiveRun, store: Store, announcer: Announcer, write_in
             case CheckpointFailed():
                 text = (f"could not write the checkpoint of epoch {message.epoch}, step {message.step} "
                         f"({message.reason}); training goes on without it")
-                await store.add_event(task_id, "warning", {"message": text})
-                announcer.checkpoint_failed(task_id, text)
+                if await store.add_event(task_id, "warning", {"message": text}, message.origin):
+                    announcer.checkpoint_failed(task_id, text)
             case ResumedReport():
                 data = {"epoch": message.epoch, "step": message.step, "epoch_complete": message.epoch_complete,
                         "interruptions": active.task.interruptions}
-                await store.add_event(task_id, "resumed", data)
-                announcer.resumed(task_id, data)
+                if await store.add_event(task_id, "resumed", data, message.origin):
+                    announcer.resumed(task_id, data)
+            case Started(worker=worker):
+                await store.set_worker(task_id, worker)
+                if await store.add_event(task_id, "started", {"worker": worker}, message.origin):
+                    announcer.started(task_id, worker)
             case Completed() | Stopped() | Paused() | Failed():
                 active.verdict = message
             case Exited():

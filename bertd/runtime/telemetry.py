@@ -23,6 +23,8 @@ class ServiceMetrics:
     checkpoints_written: Counter
     checkpoint_failures: Counter
     checkpoint_seconds: Histogram
+    workers: Gauge
+    worker_slots: Gauge
 
 
 def create_metrics() -> ServiceMetrics:
@@ -44,6 +46,9 @@ def create_metrics() -> ServiceMetrics:
         checkpoint_seconds=Histogram("bertd_checkpoint_write_seconds", "Time to write one checkpoint (in the "
                                      "background while training goes on)", registry=registry,
                                      buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120)),
+        workers=Gauge("bertd_workers", "Worker boxes with a fresh heartbeat (BROKER_URL)", registry=registry),
+        worker_slots=Gauge("bertd_worker_slots", "Training slots the live worker boxes offer", ["state"],
+                           registry=registry),
     )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from bertd import __version__
+from bertd.schema import openapi_base_models
+from bertd.schema.openapi_internal import INTERNAL_PATHS
 from bertd.schema.openapi_parts import COMPONENTS, error_body, json_body, ref, with_message
 from bertd.schema.openapi_predictions import PREDICTION_COMPONENTS, WEBSOCKET, prediction_paths
 from bertd.schema.openapi_ws import (
@@ -56,6 +58,11 @@ def build_openapi() -> dict[str, Any]:
         "/api/v1/docs": {"get": {"summary": "Interactive API docs (HTML)", "security": [],
                                  "responses": {"200": {"description": "Swagger UI",
                                                        "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/api/v1/workers": {"get": {
+            "summary": "The worker boxes (with BROKER_URL), from their heartbeats; empty without a broker",
+            "responses": {"200": json_body({"type": "object", "required": ["workers"], "properties": {
+                "workers": {"type": "array", "items": ref("Worker")}}}, "Every box seen in the last heartbeats")}}},
+        **INTERNAL_PATHS,
         "/api/v1/tickets": {"post": {
             "summary": "A single-use ticket for a WebSocket or download URL, which cannot send the "
                        "Authorization header",
@@ -102,8 +109,12 @@ def build_openapi() -> dict[str, Any]:
             "post": {
                 "summary": "Create a training task (queued FIFO)",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": ref("TaskRequest")}}},
-                "responses": {"201": json_body(with_message("Task"), "Created and queued"),
-                              "400": bad_request,
+                "responses": {"201": json_body(with_message("Task"), "Created and queued (waiting in phase "
+                                                                     "downloading_base_model while its base model "
+                                                                     "is downloaded)"),
+                              "400": error_body("Validation error naming the field; also a base_model the server "
+                                                "does not have and cannot download (the message names the "
+                                                "available ones and how to add one)"),
                               "409": error_body("A data file was deleted meanwhile"),
                               "415": error_body("Body is not application/json"),
                               "429": error_body("MAX_QUEUED_TASKS tasks are already waiting"),
@@ -208,20 +219,22 @@ def build_openapi() -> dict[str, Any]:
     paths.update(prediction_paths(TASK_ID, TICKET))
     ws_messages = {"oneOf": [ref(name) for name in WS_MESSAGE_SCHEMAS]}
     upgrade = {"101": {"description": "Switching Protocols; then JSON text messages, see the description",
-                       "content": {"application/json": {"schema": ws_messages}}}}
+                       "content": {"application/json": {"schema": ws_messages}}},
+               "400": error_body("Not a WebSocket upgrade request (code websocket_required)")}
     paths["/api/v1/training/tasks/{task_id}/ws"] = {"parameters": [TASK_ID, TICKET], "get": {
         "summary": "Live messages of one task (WebSocket)",
         "description": WS_TASK_DESCRIPTION,
         "responses": {**upgrade, "404": not_found}}}
     paths["/api/v1/ws"] = {"parameters": [TICKET], "get": {
-        "summary": "Live messages of every task (WebSocket, for dashboards)",
+        "summary": "Live messages of every task and of base model downloads (WebSocket, for dashboards)",
         "description": WS_ALL_DESCRIPTION,
-        "responses": upgrade}}
+        "responses": dict(upgrade)}}
     paths[WEBSOCKET] = {"parameters": [TASK_ID, {"name": "prediction_id", "in": "path", "required": True,
                                                  "schema": {"type": "string"}}, TICKET], "get": {
         "summary": "Live messages of one prediction job (WebSocket)",
         "description": WS_PREDICTION_DESCRIPTION,
         "responses": {**upgrade, "404": error_body("No such task or prediction job")}}}
+    paths.update(openapi_base_models.paths(bad_request))
     websockets = {"/api/v1/ws", "/api/v1/training/tasks/{task_id}/ws", WEBSOCKET}
     for path, item in paths.items():
         for method, operation in item.items():
@@ -238,10 +251,14 @@ def build_openapi() -> dict[str, Any]:
                                 "{\"error\": {\"code\", \"message\", \"details\"}}."},
         "paths": paths,
         "components": {
-            "schemas": {**COMPONENTS, **PREDICTION_COMPONENTS, **WS_MESSAGE_SCHEMAS},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "Needed when API_TOKEN is set; WebSockets and download "
-                                                          "links pass ?token=<ticket> from POST /api/v1/tickets"}},
+            "schemas": {**COMPONENTS, **PREDICTION_COMPONENTS, **openapi_base_models.COMPONENTS,
+                        **WS_MESSAGE_SCHEMAS},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "Needed when API_TOKEN is set; WebSockets and download "
+                                          "links pass ?token=<ticket> from POST /api/v1/tickets"},
+                "worker": {"type": "http", "scheme": "bearer",
+                           "description": "WORKER_TOKEN: the secret bertd worker boxes share with the API node"}},
         },
         "security": [{"bearer": []}],
     }

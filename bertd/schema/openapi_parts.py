@@ -32,6 +32,17 @@ def with_message(name: str) -> dict[str, Any]:
                                    "required": ["message"]}]}
 
 
+TASK_ERROR = {
+    "type": ["object", "null"],
+    "description": "Why it failed: a stable snake_case code, what went wrong, and what to do. error_message is "
+                   "message and hint in one line.",
+    "required": ["code", "message", "hint"],
+    "properties": {"code": {"type": "string", "description": "e.g. base_model_missing, column_missing, "
+                                                             "base_model_download_failed, out_of_memory"},
+                   "message": {"type": "string"}, "hint": NULLABLE_STRING},
+}
+
+
 COMPONENTS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -81,10 +92,14 @@ COMPONENTS: dict[str, Any] = {
     "Metrics": {
         "type": ["object", "null"],
         "properties": {
-            "best_epoch": {"type": "integer"},
-            "val_accuracy": {"type": "number"},
-            "val_macro_f1": {"type": "number"},
-            "val_loss": {"type": "number"},
+            "best_epoch": {"type": "integer", "description": "The epoch saved"},
+            "val_accuracy": {**NULLABLE_NUMBER, "description": "null without validation rows"},
+            "val_macro_f1": NULLABLE_NUMBER,
+            "val_loss": NULLABLE_NUMBER,
+            "model_selection": {"type": "string", "enum": ["best_validation_macro_f1", "last_epoch"],
+                                "description": "last_epoch when train_val_split is 0 and there is no "
+                                               "validation_data_file: nothing was held out to compare epochs"},
+            "validation_rows": {"type": "integer"},
             "per_class": {"type": "object", "additionalProperties": {
                 "type": "object", "properties": {"precision": {"type": "number"}, "recall": {"type": "number"},
                                                  "f1": {"type": "number"}, "support": {"type": "integer"}}}},
@@ -112,17 +127,20 @@ COMPONENTS: dict[str, Any] = {
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": NULLABLE_STRING,
             "finished_at": NULLABLE_STRING,
+            "updated_at": {**NULLABLE_STRING, "description": "When the task last changed (status, progress, ...)"},
             "queue_position": {**NULLABLE_INTEGER, "description": "1 = next to start; null unless queued"},
             "progress": ref("Progress"),
             "metrics": ref("Metrics"),
             "artifacts": {"type": ["object", "null"], "properties": {
                 "model_path": {"type": "string", "description": "Loads with transformers.pipeline"},
                 "label_mapping_path": {"type": "string"}, "metrics_path": {"type": "string"}}},
-            "error_message": NULLABLE_STRING,
+            "error_message": {**NULLABLE_STRING, "description": "A failed task: what went wrong; what to do"},
+            "error": TASK_ERROR,
             "checkpoint": {"type": ["object", "null"], "description": "The newest checkpoint, or null before the "
                            "first (and once an ended task's checkpoints are removed)", "properties": {
                 "epoch": {"type": "integer"}, "step": {"type": "integer"}, "size_bytes": {"type": "integer"},
                 "at": {"type": "string", "format": "date-time"}}},
+            "worker": {**NULLABLE_STRING, "description": "With BROKER_URL: the box that runs (or ran) the task"},
             "interruptions": {"type": "integer", "description": "How often a restart of the server interrupted "
                               "the task (it continued from its checkpoint each time; at most MAX_RESUMES)"},
             "callback": {"type": ["object", "null"], "properties": {
@@ -139,4 +157,12 @@ COMPONENTS: dict[str, Any] = {
                        "data": {"type": "object"}},
     },
 }
-
+COMPONENTS["Worker"] = {
+    "type": "object",
+    "required": ["name", "slots", "busy", "gpus", "last_heartbeat", "version"],
+    "properties": {
+        "name": {"type": "string"}, "slots": {"type": "integer"}, "busy": {"type": "integer"},
+        "gpus": {"type": "array", "items": {"type": "object"}}, "version": {"type": "string"},
+        "protocol": {"type": "integer"}, "alive": {"type": "boolean", "description": "a heartbeat in the last 15 s"},
+        "last_heartbeat": {"type": "string", "format": "date-time"}},
+}

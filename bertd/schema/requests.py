@@ -3,17 +3,19 @@ frozen, with every default filled in; the OpenAPI document is derived from the s
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
 from bertd.protocol import Frozen, Hyperparameters, NonEmptyText
+from bertd.runtime.base_models.catalog import NAME_PATTERN
+from bertd.runtime.base_models.files import validate_base_model_name
 from bertd.schema.validation import PATTERN_HINTS
 
 MODEL_NAME_EN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # A directory name under BASE_MODELS_DIR or a hub id "org/name": never absolute, never "..".
-BASE_MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
+BASE_MODEL_PATTERN = NAME_PATTERN
 PATTERN_HINTS.update({
     "model_name_en": "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
     "base_model": "must be a directory name under BASE_MODELS_DIR or a hub id like 'bert-base-chinese' "
@@ -31,7 +33,9 @@ class TaskRequest(Frozen):
     validation_data_file: NonEmptyText | None = Field(
         None, description="Filename of an upload used for validation instead of a split.")
     base_model: str = Field("bert-base-chinese", pattern=BASE_MODEL_PATTERN, max_length=200, description=(
-        "A directory under BASE_MODELS_DIR holding a Hugging Face model, else a hub id from the local cache."))
+        "A directory under BASE_MODELS_DIR holding a Hugging Face model, else a hub id from the local cache; "
+        "one the server does not have is downloaded first (AUTO_DOWNLOAD_BASE_MODELS), the task waiting in "
+        "phase downloading_base_model."))
     hyperparameters: Hyperparameters = Field(
         Hyperparameters(), description="Training settings; missing ones take their defaults.")
     callback_url: str | None = Field(None, max_length=2048, description=(
@@ -89,3 +93,24 @@ class TicketRequest(Frozen):
     path: str | None = Field(None, max_length=1000, pattern=TICKET_PATH_PATTERN, description=(
         "The one path the ticket opens, e.g. /api/v1/ws or /api/v1/training/tasks/<task_id>/download; "
         "null: any WebSocket or download."))
+
+
+class BaseModelRequest(Frozen):
+    name: str = Field(min_length=1, max_length=200, description=(
+        "Hub id: 'bert-base-chinese', or with its organisation 'google-bert/bert-base-chinese' (on ModelScope e.g. "
+        "'tiansz/bert-base-chinese'). The model lands in BASE_MODELS_DIR/<name> and tasks name it so."))
+    source: Literal["huggingface", "modelscope"] | None = Field(None, description=(
+        "huggingface (HF_ENDPOINT, e.g. a mirror, and HF_TOKEN are honoured) or modelscope (MODELSCOPE_ENDPOINT, "
+        "MODELSCOPE_API_TOKEN); null: the server's BASE_MODEL_SOURCE, huggingface unless set."))
+    revision: NonEmptyText | None = Field(None, max_length=200, description=(
+        "Branch, tag or commit; null: the hub's default branch."))
+
+    @field_validator("name")
+    @classmethod
+    def _hub_id(cls, name: str) -> str:
+        try:
+            return validate_base_model_name(name)
+        except ValueError:
+            raise ValueError(
+                f"must be a hub id such as 'bert-base-chinese' or 'google-bert/bert-base-chinese' (letters, digits, "
+                f"'-', '_' and '.'; at most one '/'); got {name!r}") from None

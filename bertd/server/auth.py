@@ -47,8 +47,27 @@ def _unauthorized(message: str) -> web.Response:
     return response
 
 
+INTERNAL_PREFIX = "/api/v1/internal/"
+
+
+def _worker_auth(request: web.Request) -> web.Response | None:
+    """Routes only worker boxes call take WORKER_TOKEN (never API_TOKEN, and never in a URL)."""
+    expected = request.app[CONFIG].worker_token
+    supplied = _bearer_token(request)
+    if supplied is not None and expected is None:
+        return error_response(403, "forbidden", "this bertd takes no workers: start it with BROKER_URL and "
+                              "WORKER_TOKEN to train on other boxes")
+    if expected is not None and token_matches(supplied, expected):
+        return None
+    return _unauthorized("missing or wrong worker token: a worker sends 'Authorization: Bearer <WORKER_TOKEN>', "
+                         "the same secret the API node has")
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(INTERNAL_PREFIX):
+        refused = _worker_auth(request)
+        return refused if refused is not None else await handler(request)
     expected = request.app[CONFIG].api_token
     if expected is None or not needs_token(request.path):
         return await handler(request)

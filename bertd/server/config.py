@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from bertd.server.origins import normalize_host_pattern, normalize_origin
 
@@ -55,6 +56,13 @@ class Config:
     gpu_devices: tuple[int, ...] | None = None
     # Trained models kept loaded for predictions.
     predict_cache_size: int = 2
+    # A task whose base model is not on the server waits while it is pulled (false: 400 at create).
+    auto_download_base_models: bool = True
+    # The hub such a pull uses: huggingface (HF_ENDPOINT, HF_TOKEN) or modelscope (MODELSCOPE_ENDPOINT).
+    base_model_source: str = "huggingface"
+    # Tries in a row without progress before a pull gives up, and the first wait between them (doubling).
+    base_model_download_retries: int = 5
+    base_model_download_backoff_seconds: float = 1.0
     # After a restart (clean or a crash), tasks that were training continue from their last
     # checkpoint; false: they end `stopped` (clean shutdown) or `failed` (crash), as before.
     resume_interrupted_tasks: bool = True
@@ -69,6 +77,11 @@ class Config:
     # Web origins (scheme://host[:port]) other than bertd's own whose pages may change state, open
     # WebSockets and read answers (CORS). Answers cross-site requests.
     allowed_origins: tuple[str, ...] = ()
+    # Redis URL of the broker (redis://:password@host:6379/0): tasks then train on `bertd worker`
+    # boxes through Celery instead of in this machine's pool. None: the local pool, no Redis needed.
+    broker_url: str | None = field(default=None, repr=False)
+    # The secret `bertd worker` boxes show (routes under /api/v1/internal/); required with BROKER_URL.
+    worker_token: str | None = field(default=None, repr=False)
     # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
     training_function: str = "bertd.training.loop:run_training"
     # The same for prediction jobs.
@@ -103,8 +116,10 @@ class Config:
         shown: dict[str, object] = {}
         for config_field in dataclasses.fields(self):
             value = getattr(self, config_field.name)
-            if config_field.name in ("api_token", "callback_secret"):
+            if config_field.name in ("api_token", "callback_secret", "worker_token"):
                 value = "***" if value else None
+            elif config_field.name == "broker_url" and value:
+                value = _without_password(value)
             shown[config_field.name] = str(value) if isinstance(value, Path) else value
         shown["base_models_dir"] = str(self.effective_base_models_dir)
         return shown
@@ -121,7 +136,7 @@ def _parse_int(name: str, raw: str, minimum: int) -> int:
     return value
 
 
-def _parse_positive_int(name: str, raw: str) -> int:
+def parse_positive_int(name: str, raw: str) -> int:
     return _parse_int(name, raw, 1)
 
 
@@ -130,9 +145,16 @@ def _parse_non_negative_int(name: str, raw: str) -> int:
 
 
 def _parse_port(name: str, raw: str) -> int:
-    value = _parse_positive_int(name, raw)
+    value = parse_positive_int(name, raw)
     if value > 65535:
         raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def _parse_source(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("huggingface", "modelscope"):
+        raise ConfigError(f"{name} must be huggingface or modelscope, got {raw!r}")
     return value
 
 
@@ -146,7 +168,7 @@ def _parse_non_negative_float(name: str, raw: str) -> float:
     return value
 
 
-def _parse_log_level(name: str, raw: str) -> str:
+def parse_log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"{name} must be one of DEBUG, INFO, WARNING, ERROR, got {raw!r}")
@@ -162,7 +184,7 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
-def _parse_gpu_list(name: str, raw: str) -> tuple[int, ...]:
+def parse_gpu_list(name: str, raw: str) -> tuple[int, ...]:
     try:
         indices = tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
     except ValueError:
@@ -224,36 +246,56 @@ def _optional_secret(_name: str, raw: str) -> str | None:
     return raw or None
 
 
+def _parse_broker_url(name: str, raw: str) -> str:
+    if urlsplit(raw).scheme not in ("redis", "rediss", "redis+socket"):
+        raise ConfigError(f"{name} must be a Redis URL like redis://:password@host:6379/0; got {_without_password(raw)!r}")
+    return raw
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 ENVIRONMENT_VARIABLES: dict[str, tuple[str, object]] = {
     "API_HOST": ("host", _keep),
     "API_PORT": ("port", _parse_port),
     "DATA_DIR": ("data_dir", _path),
     "BASE_MODELS_DIR": ("base_models_dir", _path),
-    "MAX_CONCURRENT_TASKS": ("max_concurrent_tasks", _parse_positive_int),
-    "LOG_LEVEL": ("log_level", _parse_log_level),
+    "MAX_CONCURRENT_TASKS": ("max_concurrent_tasks", parse_positive_int),
+    "LOG_LEVEL": ("log_level", parse_log_level),
     "LOG_FILE": ("log_file", _path),
     "API_TOKEN": ("api_token", _optional_secret),
     "CALLBACK_SECRET": ("callback_secret", _optional_secret),
-    "MAX_UPLOAD_MB": ("max_upload_mb", _parse_positive_int),
-    "MAX_QUEUED_TASKS": ("max_queued_tasks", _parse_positive_int),
+    "MAX_UPLOAD_MB": ("max_upload_mb", parse_positive_int),
+    "MAX_QUEUED_TASKS": ("max_queued_tasks", parse_positive_int),
     "CALLBACK_BLOCK_PRIVATE": ("callback_block_private", _parse_bool),
     "KEEP_SPARE_WORKER": ("keep_spare_worker", _parse_bool),
-    "PREDICT_CACHE_SIZE": ("predict_cache_size", _parse_positive_int),
-    "GPU_DEVICES": ("gpu_devices", _parse_gpu_list),
+    "PREDICT_CACHE_SIZE": ("predict_cache_size", parse_positive_int),
+    "GPU_DEVICES": ("gpu_devices", parse_gpu_list),
     "WORKER_CPUS": ("worker_cpus", _parse_cpu_list),
     "STOP_GRACE_SECONDS": ("stop_grace_seconds", _parse_non_negative_float),
     "PROGRESS_WRITE_INTERVAL": ("progress_write_interval", _parse_non_negative_float),
     "PROGRESS_REPORT_INTERVAL": ("progress_report_interval", _parse_non_negative_float),
-    "WS_QUEUE_LIMIT": ("ws_queue_limit", _parse_positive_int),
+    "WS_QUEUE_LIMIT": ("ws_queue_limit", parse_positive_int),
     "WS_SEND_TIMEOUT_SECONDS": ("ws_send_timeout_seconds", _parse_non_negative_float),
     "WS_HEARTBEAT_SECONDS": ("ws_heartbeat_seconds", _parse_non_negative_float),
     "CALLBACK_TIMEOUT_SECONDS": ("callback_timeout_seconds", _parse_non_negative_float),
-    "CALLBACK_MAX_ATTEMPTS": ("callback_max_attempts", _parse_positive_int),
+    "CALLBACK_MAX_ATTEMPTS": ("callback_max_attempts", parse_positive_int),
     "CALLBACK_BACKOFF_SECONDS": ("callback_backoff_seconds", _parse_non_negative_float),
+    "AUTO_DOWNLOAD_BASE_MODELS": ("auto_download_base_models", _parse_bool),
+    "BASE_MODEL_SOURCE": ("base_model_source", _parse_source),
+    "BASE_MODEL_DOWNLOAD_RETRIES": ("base_model_download_retries", _parse_non_negative_int),
+    "BASE_MODEL_DOWNLOAD_BACKOFF_SECONDS": ("base_model_download_backoff_seconds", _parse_non_negative_float),
     "RESUME_INTERRUPTED_TASKS": ("resume_interrupted_tasks", _parse_bool),
     "MAX_RESUMES": ("max_resumes", _parse_non_negative_int),
     "KEEP_CHECKPOINTS": ("keep_checkpoints", _parse_bool),
     "ALLOWED_HOSTS": ("allowed_hosts", _parse_allowed_hosts),
+    "BROKER_URL": ("broker_url", _parse_broker_url),
+    "WORKER_TOKEN": ("worker_token", _optional_secret),
     "ALLOWED_ORIGINS": ("allowed_origins", _parse_allowed_origins),
 }
 
@@ -272,4 +314,7 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: object) -
         if values.get(name) is not None:
             values[name] = Path(values[name]).expanduser().resolve()  # type: ignore[arg-type]
     values.setdefault("data_dir", Config.data_dir.resolve())
+    if values.get("broker_url") and not values.get("worker_token"):
+        raise ConfigError("BROKER_URL is set but WORKER_TOKEN is not: workers on other boxes must prove who they are; "
+                          "set WORKER_TOKEN to a long random secret on the API node and on every worker")
     return Config(**values)  # type: ignore[arg-type]

@@ -6,6 +6,8 @@ import asyncio
 
 from aiohttp import web
 
+from bertd.runtime.base_models.gate import BaseModelGate
+from bertd.runtime.base_models.manager import BaseModelDownloads
 from bertd.runtime.callbacks import CallbackSender
 from bertd.runtime.hub import Hub
 from bertd.runtime.model_store import ModelStore
@@ -31,6 +33,11 @@ OPENAPI = web.AppKey("openapi", dict)
 METRICS = web.AppKey("metrics", ServiceMetrics)
 MODEL_CACHE = web.AppKey("model_cache", ModelCache)
 MODEL_STORE = web.AppKey("model_store", ModelStore)
+# What runs training: the local pool, or the Celery executor (BROKER_URL).
+EXECUTOR = web.AppKey("executor", object)
+BASE_MODEL_DOWNLOADS = web.AppKey("base_model_downloads", BaseModelDownloads)
+BASE_MODEL_GATE = web.AppKey("base_model_gate", BaseModelGate)
+
 # Which hosts and origins the browser guard lets through (built at start-up).
 BROWSER_POLICY = web.AppKey("browser_policy", BrowserPolicy)
 # Single-use tickets for URLs that cannot carry the Authorization header.

@@ -32,3 +32,10 @@ def setup_logging(config: Config) -> None:
                    compression="gz", enqueue=True, backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)
     logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if config.log_level in ("DEBUG", "TRACE") else logging.WARNING)
+
+
+def setup_worker_logging(level: str) -> None:
+    """A `bertd worker` logs like the server: loguru to stderr, Celery's own lines routed into it."""
+    logger.remove()
+    logger.add(sys.stderr, level=level, format=FORMAT, backtrace=False, diagnose=False)
+    logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)

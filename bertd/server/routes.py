@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bertd.api import files, predictions, service, tasks, tickets, trained_model, ws
+from bertd.api import base_models, files, internal, predictions, service, tasks, tickets, trained_model, workers, ws
 
 DASHBOARD_DIR = Path(__file__).parent.parent / "static"
 
@@ -22,13 +22,26 @@ def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_get("/metrics", service.metrics)
     app.router.add_get("/api/v1/openapi.json", service.openapi)
     app.router.add_get("/api/v1/docs", service.docs)
+    app.router.add_get("/api/v1/workers", workers.list_workers)
+    app.router.add_get("/api/v1/internal/hello", internal.hello)
+    app.router.add_get("/api/v1/internal/files/{filename}", internal.get_file)
+    app.router.add_get("/api/v1/internal/base-models/{name:.+}", internal.get_base_model)
+    app.router.add_put("/api/v1/internal/tasks/{task_id}/model", internal.put_model)
     app.router.add_static("/api/v1/docs/assets", swagger_ui_dir)
     app.router.add_post("/api/v1/tickets", tickets.issue_ticket)
 
     app.router.add_post("/api/v1/files", files.upload_file)
     app.router.add_get("/api/v1/files", files.list_files)
-    app.router.add_get("/api/v1/files/{filename}", files.get_file)
-    app.router.add_delete("/api/v1/files/{filename}", files.delete_file)
+    app.router.add_post("/api/v1/files/rescan", files.rescan_files)
+    # Never "rescan" (no upload has that name: it has no .xlsx/.csv suffix), so that the path
+    # /api/v1/files/rescan belongs to one resource and its 405 lists only POST.
+    app.router.add_get(r"/api/v1/files/{filename:(?!rescan$)[^/]+}", files.get_file)
+    app.router.add_delete(r"/api/v1/files/{filename:(?!rescan$)[^/]+}", files.delete_file)
+
+    app.router.add_get("/api/v1/base-models", base_models.list_base_models)
+    app.router.add_post("/api/v1/base-models", base_models.pull_base_model)
+    # org/name ids: the slash may come as is or URL-encoded (%2F).
+    app.router.add_delete("/api/v1/base-models/{name:.+}", base_models.delete_base_model)
 
     app.router.add_post("/api/v1/training/tasks", tasks.create_task)
     app.router.add_get("/api/v1/training/tasks", tasks.list_tasks)

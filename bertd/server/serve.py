@@ -4,6 +4,7 @@ phases: stop admitting, then stop running tasks within the grace period."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -56,6 +57,10 @@ async def run_server(config: Config) -> int:
 
 
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
+    # huggingface_hub reads this once, at import: without it a server's first pull would also ask
+    # https://huggingface.co (not HF_ENDPOINT) for a list of "agent harnesses", waiting up to 3 s
+    # where that site cannot be reached. Set HF_HUB_DISABLE_TELEMETRY=0 to keep the library's default.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
         config = load_config(host=host, port=port, data_dir=data_dir)
     except ConfigError as error:

@@ -1,4 +1,5 @@
-"""Plain domain types: task states and their allowed transitions, file, task and event records."""
+"""Plain domain types: task states and their allowed transitions, file, task, event and base model
+download records."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bertd.protocol import Artifacts, Hyperparameters, Progress
+from bertd.protocol import Artifacts, Hyperparameters, Progress, TaskError
 from bertd.sheets import SheetInfo
 
 
@@ -98,12 +99,20 @@ class TaskRecord:
     error_message: str | None = None
     callback: dict[str, Any] | None = None
     queue_position: int | None = None
+    # A failed task's error, structured; error_message is its text.
+    error: TaskError | None = None
+    updated_at: str | None = None
     # Dispatch order is priority (higher first), then seq: tasks continuing after a restart go first.
     priority: int = 0
     # How often a restart of the server interrupted this task (each continues from its checkpoint).
     interruptions: int = 0
     # The newest checkpoint: {"epoch", "step", "size_bytes", "at"}; None before the first one.
     checkpoint: dict[str, Any] | None = None
+    # With the cluster executor: the box that runs (or ran) the task, its current run, and how far
+    # the run's message stream has been applied.
+    worker: str | None = None
+    run_id: str | None = None
+    message_cursor: str | None = None
 
     @property
     def current_progress(self) -> Progress:
@@ -124,14 +133,17 @@ class TaskRecord:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "updated_at": self.updated_at,
             "queue_position": self.queue_position,
             "progress": self.current_progress.model_dump(mode="json"),
             "metrics": self.metrics,
             "artifacts": self.artifacts.model_dump(mode="json") if self.artifacts else None,
             "error_message": self.error_message,
+            "error": self.error.model_dump(mode="json") if self.error else None,
             "callback": self.callback,
             "checkpoint": self.checkpoint,
             "interruptions": self.interruptions,
+            "worker": self.worker,
         }
 
 
@@ -147,6 +159,24 @@ class TaskEvent:
         return {"id": self.id, "at": self.at, "type": self.type, "data": self.data}
 
 
+class DownloadStatus(enum.StrEnum):
+    DOWNLOADING = "downloading"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DownloadRecord:
+    """A base model download the server was asked for, while it runs or after it failed."""
+
+    name: str
+    source: str
+    revision: str | None
+    status: DownloadStatus
+    started_at: str
+    updated_at: str
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    error: TaskError | None = None
 class PredictionStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"

@@ -11,11 +11,13 @@ from typing import Any
 import aiosqlite
 from pydantic import BaseModel
 
-from bertd.protocol import Artifacts, Hyperparameters, Progress
+from bertd.protocol import Artifacts, Hyperparameters, Progress, TaskError
 from bertd.sheets import SheetInfo
 from bertd.state.prediction_store import PredictionStatements
 from bertd.state.records import (
     ACTIVE_STATUSES,
+    DownloadRecord,
+    DownloadStatus,
     FileRecord,
     TaskEvent,
     TaskRecord,
@@ -32,7 +34,7 @@ TASK_COLUMNS = """
     seq, task_id, status, model_name_cn, model_name_en, base_model, training_data_file,
     validation_data_file, hyperparameters_json, callback_url, created_at, started_at, finished_at,
     progress_json, metrics_json, artifacts_json, error_message, callback_json, priority, interruptions,
-    checkpoint_json,
+    checkpoint_json, error_json, updated_at, worker, run_id, message_cursor,
     CASE WHEN status = 'queued'
          THEN (SELECT COUNT(*) FROM tasks AS earlier WHERE earlier.status = 'queued'
                AND (earlier.priority > tasks.priority OR (earlier.priority = tasks.priority AND earlier.seq <= tasks.seq)))
@@ -80,9 +82,14 @@ def _task_from_row(row: aiosqlite.Row) -> TaskRecord:
         error_message=row["error_message"],
         callback=_loads(row["callback_json"]),
         queue_position=row["queue_position"],
+        error=TaskError.model_validate_json(row["error_json"]) if row["error_json"] else None,
+        updated_at=row["updated_at"],
         priority=row["priority"],
         interruptions=row["interruptions"],
         checkpoint=_loads(row["checkpoint_json"]),
+        worker=row["worker"],
+        run_id=row["run_id"],
+        message_cursor=row["message_cursor"],
     )
 
 
@@ -228,9 +235,22 @@ class Store(PredictionStatements):
         counts.update({row["status"]: row["n"] for row in rows})
         return counts
 
-    async def next_queued(self) -> TaskRecord | None:
-        row = await self._fetch_one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'queued' ORDER BY {DISPATCH_ORDER} LIMIT 1")
+    async def next_queued(self, skip_base_models: frozenset[str] = frozenset()) -> TaskRecord | None:
+        """The first queued task in dispatch order, passing over those whose base model is in
+        `skip_base_models` (still downloading)."""
+        skipped = tuple(sorted(skip_base_models))
+        where = f" AND base_model NOT IN ({_placeholders(skipped)})" if skipped else ""
+        row = await self._fetch_one(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'queued'{where} ORDER BY {DISPATCH_ORDER} LIMIT 1",
+            skipped)
         return None if row is None else _task_from_row(row)
+
+    async def active_tasks_using(self, base_model: str) -> list[str]:
+        """Ids of the queued or training tasks that name `base_model`."""
+        rows = await self._fetch_all(
+            f"SELECT task_id FROM tasks WHERE status IN ({_placeholders(ACTIVE)}) AND base_model = ? ORDER BY seq",
+            (*ACTIVE, base_model))
+        return [row["task_id"] for row in rows]
 
     async def tasks_in(self, statuses: tuple[TaskStatus, ...]) -> list[TaskRecord]:
         rows = await self._fetch_all(
@@ -253,7 +273,7 @@ class Store(PredictionStatements):
         assignments = ["status = ?"]
         values: list[Any] = [str(target)]
         for name, value in fields.items():
-            if name in ("progress", "metrics", "artifacts", "callback", "checkpoint"):
+            if name in ("progress", "metrics", "artifacts", "callback", "checkpoint", "error"):
                 assignments.append(f"{name}_json = ?")
                 values.append(_dumps(value))
             elif name in ("error_message", "started_at", "finished_at", "priority", "interruptions"):
@@ -272,6 +292,8 @@ class Store(PredictionStatements):
             data: dict[str, Any] = {"status": str(target)}
             if fields.get("error_message"):
                 data["error_message"] = fields["error_message"]
+            if fields.get("error") is not None:
+                data["error"] = fields["error"].model_dump(mode="json")
             data.update(event_data or {})
             await self._insert_event(connection, task_id, "status", data)
         return await self.get_task(task_id)
@@ -282,11 +304,30 @@ class Store(PredictionStatements):
                 "UPDATE tasks SET progress_json = ? WHERE task_id = ?", (_dumps(progress), task_id)
             )
 
+    async def set_queued_progress(self, task_id: str, progress: Progress) -> bool:
+        """Progress of a task still waiting in the queue (e.g. for its base model); False once it
+        has left the queue (stopped, deleted, started), which then keeps its own progress."""
+        async with self._transaction() as connection:
+            cursor = await connection.execute(
+                "UPDATE tasks SET progress_json = ? WHERE task_id = ? AND status = 'queued'", (_dumps(progress), task_id)
+            )
+            return cursor.rowcount == 1
+
     async def set_checkpoint(self, task_id: str, checkpoint: dict[str, Any] | None) -> None:
         async with self._transaction() as connection:
             await connection.execute(
                 "UPDATE tasks SET checkpoint_json = ? WHERE task_id = ?", (_dumps(checkpoint), task_id)
             )
+
+    async def set_run(self, task_id: str, run_id: str, cursor: str) -> None:
+        """The task's current remote run and how far its message stream is applied."""
+        async with self._transaction() as connection:
+            await connection.execute("UPDATE tasks SET run_id = ?, message_cursor = ? WHERE task_id = ?",
+                                     (run_id, cursor, task_id))
+
+    async def set_worker(self, task_id: str, worker: str | None) -> None:
+        async with self._transaction() as connection:
+            await connection.execute("UPDATE tasks SET worker = ? WHERE task_id = ?", (worker, task_id))
 
     async def set_callback_state(self, task_id: str, callback: dict[str, Any]) -> None:
         async with self._transaction() as connection:
@@ -303,20 +344,23 @@ class Store(PredictionStatements):
 
     @staticmethod
     async def _insert_event(
-        connection: aiosqlite.Connection, task_id: str, event_type: str, data: dict[str, Any]
-    ) -> int:
+        connection: aiosqlite.Connection, task_id: str, event_type: str, data: dict[str, Any],
+        origin: str | None = None,
+    ) -> bool:
+        """Insert an event; False when one of the same origin is recorded already."""
         cursor = await connection.execute(
-            "INSERT INTO task_events (task_id, at, type, data_json) VALUES (?, ?, ?, ?)",
-            (task_id, utc_now(), event_type, _dumps(data)),
+            "INSERT OR IGNORE INTO task_events (task_id, at, type, data_json, origin) VALUES (?, ?, ?, ?, ?)",
+            (task_id, utc_now(), event_type, _dumps(data), origin),
         )
-        return int(cursor.lastrowid or 0)
+        return cursor.rowcount == 1
 
-    async def add_event(self, task_id: str, event_type: str, data: dict[str, Any]) -> None:
+    async def add_event(self, task_id: str, event_type: str, data: dict[str, Any], origin: str | None = None) -> bool:
+        """Record an event of the task; False (nothing recorded) when the task is gone or an event of
+        the same origin (a broker message read twice) is recorded already."""
         async with self._transaction() as connection:
             # The task may have been deleted meanwhile; an event for it is then simply dropped.
             exists = await (await connection.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,))).fetchone()
-            if exists:
-                await self._insert_event(connection, task_id, event_type, data)
+            return bool(exists) and await self._insert_event(connection, task_id, event_type, data, origin)
 
     async def last_reported_step(self, task_id: str) -> int:
         """The step of the task's latest epoch or evaluation event (0 if none): a run that continues
@@ -332,3 +376,30 @@ class Store(PredictionStatements):
             (task_id, after, limit),
         )
         return [TaskEvent(row["id"], row["task_id"], row["at"], row["type"], json.loads(row["data_json"])) for row in rows]
+
+    # ---- base model downloads ------------------------------------------------------------------
+
+    async def save_download(self, record: DownloadRecord) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                "INSERT INTO base_model_downloads (name, source, revision, status, bytes_done, bytes_total, error_json, "
+                "started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "source = excluded.source, revision = excluded.revision, status = excluded.status, "
+                "bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total, error_json = excluded.error_json, "
+                "started_at = excluded.started_at, updated_at = excluded.updated_at",
+                (record.name, record.source, record.revision, str(record.status), record.bytes_done, record.bytes_total,
+                 _dumps(record.error), record.started_at, record.updated_at),
+            )
+
+    async def list_downloads(self) -> list[DownloadRecord]:
+        rows = await self._fetch_all("SELECT * FROM base_model_downloads ORDER BY name")
+        return [DownloadRecord(
+            name=row["name"], source=row["source"], revision=row["revision"], status=DownloadStatus(row["status"]),
+            started_at=row["started_at"], updated_at=row["updated_at"], bytes_done=row["bytes_done"],
+            bytes_total=row["bytes_total"],
+            error=TaskError.model_validate_json(row["error_json"]) if row["error_json"] else None,
+        ) for row in rows]
+
+    async def delete_download(self, name: str) -> None:
+        async with self._transaction() as connection:
+            await connection.execute("DELETE FROM base_model_downloads WHERE name = ?", (name,))

@@ -212,6 +212,7 @@ function onTokenSaved(event) {
   // Everything loaded so far may have failed with 401: load it again and reopen the streams.
   loadTasks();
   loadFiles();
+  loadBaseModels();
   if (!state.schema) loadSchema();
   connectGlobalSocket();
   if (state.viewTaskId) openTask(state.viewTaskId);
@@ -327,6 +328,7 @@ function applyLiveMessage(message) {
   } else if (type === "status") {
     task.status = fields.status;
     if (fields.error_message) task.error_message = fields.error_message;
+    if (fields.error) task.error = fields.error;
   } else if (type === "warning") {
     task._warnings = [...(task._warnings || []), fields.message];
   } else if (type === "end" && fields.task) {
@@ -388,9 +390,14 @@ function onGlobalMessage(message) {
     window.onPredictionMessage?.(message);
     return;
   }
+  if (message.type === "base_model") {  // a download's state (base_models.js); no task_id
+    onBaseModelMessage(message);
+    return;
+  }
   if (message.type === "snapshot") {
     window.onPredictionMessage?.(message);
     for (const task of message.tasks || []) mergeSnapshotTask(task, task.seq);
+    onBaseModelSnapshot(message.base_models || []);
     renderTaskList();
     // Tasks that ended while we were disconnected are not in the snapshot (active ones only).
     reloadTasksSoon();
@@ -427,8 +434,19 @@ async function loadTasks() {
   }
 }
 
+function waitingForBaseModel(task) {
+  return task.status === "queued" && task.progress && task.progress.phase === "downloading_base_model";
+}
+
+// While a queued task waits for its base model, the bar shows the download.
+function downloadPercent(progress) {
+  const { download_bytes_done: done, download_bytes_total: total } = progress || {};
+  return isNumber(total) && total > 0 ? Math.max(0, Math.min(100, (100 * (done || 0)) / total)) : 0;
+}
+
 function progressPercent(task) {
   if (task.status === "completed") return 100;
+  if (waitingForBaseModel(task)) return downloadPercent(task.progress);
   const value = task.progress && task.progress.progress_percentage;
   return isNumber(value) ? Math.max(0, Math.min(100, value)) : 0;
 }
@@ -449,6 +467,7 @@ function setStatusBadge(badge, status) {
 
 function shortProgress(task) {
   const p = task.progress || {};
+  if (waitingForBaseModel(task)) return `downloading base model ${downloadPercent(p).toFixed(0)}%`;
   if (task.status === "queued") return task.queue_position ? `queued #${task.queue_position}` : "queued";
   if (TERMINAL.has(task.status)) {
     const seconds = (Date.parse(task.finished_at) - Date.parse(task.started_at)) / 1000;
@@ -995,8 +1014,9 @@ function renderTaskView(task) {
   $("task-progress-text").replaceChildren(...progressFacts(task, p).map(([label, value]) =>
     el("span", { class: "fact" }, el("span", { class: "muted", text: `${label} ` }), value)));
   const errorBox = $("task-error");
-  errorBox.hidden = !task.error_message;
-  errorBox.textContent = task.error_message ? `Failed: ${task.error_message}` : "";
+  errorBox.hidden = !task.error_message && !task.error;
+  errorBox.replaceChildren(...(task.error || task.error_message
+    ? [el("div", { class: "muted", text: "Failed" }), ...errorDetails(task.error, task.error_message)] : []));
   renderWarnings(task);
   renderActions(task);
   renderMetrics(task);
@@ -1010,6 +1030,10 @@ function progressFacts(task, p) {
   const facts = [];
   if (task.status === "queued") facts.push(["queue position", task.queue_position ?? "–"]);
   if (p.phase) facts.push(["phase", p.phase]);
+  if (waitingForBaseModel(task)) {
+    facts.push(["base model download", `${downloadPercent(p).toFixed(1)}% · ${fmtBytes(p.download_bytes_done)} of ` +
+      `${isNumber(p.download_bytes_total) ? fmtBytes(p.download_bytes_total) : "?"}`]);
+  }
   if (p.total_epochs) facts.push(["epoch", `${p.current_epoch || 0} / ${p.total_epochs}`]);
   if (p.total_steps) facts.push(["step", `${p.step || 0} / ${p.total_steps}`]);
   facts.push(["progress", `${progressPercent(task).toFixed(1)}%`]);
@@ -1081,8 +1105,10 @@ function renderMetrics(task) {
   card.hidden = false;
   const source = m || live;
   const labels = (m && m.labels) || Object.keys(source.per_class || {});
-  $("metrics-note").textContent = m ? `best epoch ${m.best_epoch ?? "–"}`
-    : `latest epoch ${live.epoch}${ACTIVE.has(task.status) ? " (live)" : ""}`;
+  // train_val_split 0 without a validation file: nothing was held out, the last epoch was saved.
+  const unvalidated = Boolean(m && m.model_selection === "last_epoch");
+  $("metrics-note").textContent = unvalidated ? `no validation rows · last epoch (${m.best_epoch}) saved`
+    : m ? `best epoch ${m.best_epoch ?? "–"}` : `latest epoch ${live.epoch}${ACTIVE.has(task.status) ? " (live)" : ""}`;
   const summary = [
     ["accuracy", fmtPercent(source.val_accuracy)],
     ["macro-F1", fmtPercent(source.val_macro_f1)],
@@ -1094,8 +1120,13 @@ function renderMetrics(task) {
   }
   $("metrics-summary").replaceChildren(...summary.map(([label, value]) =>
     el("div", { class: "stat" }, el("div", { class: "stat-value", text: value }), el("div", { class: "stat-label muted", text: label }))));
-  renderPerClass(labels, source.per_class || {});
-  renderConfusion(labels, source.confusion_matrix || []);
+  if (unvalidated) {
+    $("metrics-summary").prepend(el("div", { class: "warning-box no-validation", id: "no-validation-note",
+      text: "No validation metrics: train_val_split was 0 and there was no validation_data_file, so every row " +
+        "trained and the last epoch was saved." }));
+  }
+  renderPerClass(unvalidated ? [] : labels, source.per_class || {});
+  renderConfusion(unvalidated ? [] : labels, source.confusion_matrix || []);
 }
 
 function renderPerClass(labels, perClass) {
@@ -1157,6 +1188,10 @@ async function loadEvents(taskId) {
 function describeEvent(event) {
   const d = event.data || {};
   if (event.type === "status") return `${d.status ?? ""}${d.error_message ? `: ${d.error_message}` : ""}`;
+  if (event.type === "epoch" && !isNumber(d.val_accuracy)) {
+    return `epoch ${d.epoch}: train loss ${fmtNumber(d.train_loss)}, train accuracy ${fmtPercent(d.train_accuracy)} ` +
+      "(no validation rows)";
+  }
   if (event.type === "epoch" || event.type === "evaluation") {
     return `epoch ${d.epoch}${isNumber(d.step) ? ` step ${d.step}` : ""}: val accuracy ${fmtPercent(d.val_accuracy)}, ` +
       `macro-F1 ${fmtPercent(d.val_macro_f1)}, val loss ${fmtNumber(d.val_loss)}`;
@@ -1501,6 +1536,7 @@ function bindEvents() {
   $("delete-button").addEventListener("click", onDelete);
   $("download-link").addEventListener("click", onDownload);
   $("predict-form").addEventListener("submit", onPredict);
+  bindBaseModels();
   window.addEventListener("hashchange", route);
   window.addEventListener("resize", debounce(scheduleChartDraw, 100));
 }
@@ -1511,7 +1547,7 @@ async function init() {
   loadHealth();
   route();
   connectGlobalSocket();
-  await Promise.allSettled([loadSchema(), loadFiles(), loadTasks()]);
+  await Promise.allSettled([loadSchema(), loadFiles(), loadTasks(), loadBaseModels()]);
   document.body.dataset.ready = "true";  // for tests and scripts: the forms are filled in
 }
 

@@ -94,11 +94,12 @@ class ServerProcess:
 
 
 def start_server(data_dir: Path, base_models_dir: Path | None = None, log_path: Path | None = None,
-                 preexec: Callable[[], None] | None = None, start_timeout: float = 60,
+                 preexec: Callable[[], None] | None = None, start_timeout: float = 60, port: int | None = None,
                  **environment: str) -> ServerProcess:
-    """Start `python -m bertd serve` on a free loopback port and wait until it answers. Its output
-    goes to `log_path` (appended), or to this process's own output when None."""
-    port = free_port()
+    """Start `python -m bertd serve` on a loopback port (a free one, or `port`: a restart keeps its
+    address) and wait until it answers. Its output goes to `log_path` (appended), or to this
+    process's own output when None."""
+    port = port or free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "DATA_DIR": str(data_dir),
            "API_HOST": "127.0.0.1", "API_PORT": str(port), "LOG_LEVEL": "INFO", **environment}
     if base_models_dir is not None:

@@ -26,6 +26,8 @@ class EncodedSplit:
 
 
 def encode(tokenizer: Any, texts: list[str], label_ids: np.ndarray, max_length: int) -> EncodedSplit:
+    if not texts:  # no validation rows (train_val_split 0); the tokenizer refuses an empty batch
+        return EncodedSplit([], label_ids)
     encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
     return EncodedSplit(list(encoded["input_ids"]), label_ids)
 

@@ -10,6 +10,9 @@ import pandas as pd
 
 from bertd.protocol import Hyperparameters, TrainingInputError
 from bertd.sheets import SheetError, read_table
+from bertd.training.wording import listed
+
+NO_ROWS_HINT = "check that text_column and label_column name the right columns and that their cells are filled in"
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ def labelled_rows(frame: pd.DataFrame, text_column: str, label_column: str, wher
     for role, column in (("text", text_column), ("label", label_column)):
         if column not in columns:
             raise TrainingInputError(
-                f"{role} column {column!r} not found in {where}; columns are: {', '.join(columns)}"
+                f"{role} column {column!r} not found in {where}", code="column_missing",
+                hint=f"set hyperparameters.{role}_column to one of its columns: {listed(columns)}",
             )
     texts = [_clean_cell(value) for value in frame[text_column].tolist()]
     labels = [_clean_cell(value) for value in frame[label_column].tolist()]
@@ -82,7 +86,10 @@ def _read(path: Path, sheet_name: str | None, text_column: str, label_column: st
     try:
         sheet, frame = read_table(path, sheet_name)
     except SheetError as error:
-        raise TrainingInputError(str(error)) from error
+        hint = ("set hyperparameters.sheet_name (validation_sheet_name for the validation file) to one of the sheets "
+                "named, or null for the first" if error.code == "sheet_missing"
+                else "upload the file again as an .xlsx workbook or a UTF-8 / GB18030 CSV file")
+        raise TrainingInputError(str(error), code=error.code, hint=hint) from error
     where = f"sheet {sheet!r} of {path.name}"
     return labelled_rows(frame, text_column, label_column, where), where
 
@@ -102,21 +109,29 @@ def load_dataset(training_path: Path, validation_path: Path | None, hp: Hyperpar
     rows, where = _read(training_path, hp.sheet_name, text_column, label_column)
     warnings = [w for w in [_dropped_warning(rows, where)] if w]
     if not rows.texts:
-        raise TrainingInputError(f"no rows left in {where} after dropping rows with an empty text or label")
+        raise TrainingInputError(f"no rows left in {where} after dropping rows with an empty text or label",
+                                 code="no_rows", hint=NO_ROWS_HINT)
     label_names = sorted(set(rows.labels))
     if len(label_names) < 2:
         raise TrainingInputError(
-            f"label column {label_column!r} in {where} has only one label ({label_names[0]!r}); "
-            "a classifier needs at least 2"
+            f"label column {label_column!r} in {where} has only one label ({label_names[0]!r})", code="single_label",
+            hint="a classifier needs at least 2: add rows of another label, or check that label_column is the right column",
         )
     label_to_id = {label: index for index, label in enumerate(label_names)}
     label_ids = np.array([label_to_id[label] for label in rows.labels], dtype=np.int64)
 
+    if validation_path is None and hp.train_val_split == 0:
+        # As the original system did on request: every row trains, nothing is held out.
+        warnings.append(f"train_val_split is 0 and there is no validation_data_file: training on all "
+                        f"{len(rows.texts)} rows without validation metrics; the last epoch is saved")
+        return Dataset(label_names, rows.texts, label_ids, [], np.array([], dtype=np.int64), warnings)
     if validation_path is None:
         train_index, validation_index = stratified_split(label_ids, hp.train_val_split, hp.random_seed)
         if len(validation_index) == 0:
             raise TrainingInputError(
-                f"too few rows in {where} to hold out a validation set; add rows or upload a validation_data_file"
+                f"too few rows in {where} to hold out a validation set", code="too_few_rows",
+                hint="add rows, upload a validation_data_file, or set train_val_split to 0 to train on every row "
+                     "without validation",
             )
         texts = np.array(rows.texts, dtype=object)
         return Dataset(
@@ -133,11 +148,14 @@ def load_dataset(training_path: Path, validation_path: Path | None, hp: Hyperpar
     if warning:
         warnings.append(warning)
     if not validation_rows.texts:
-        raise TrainingInputError(f"no rows left in {validation_where} after dropping rows with an empty text or label")
+        raise TrainingInputError(f"no rows left in {validation_where} after dropping rows with an empty text or label",
+                                 code="no_rows", hint=NO_ROWS_HINT)
     unseen = sorted(set(validation_rows.labels) - set(label_names))
     if unseen:
         raise TrainingInputError(
-            f"{validation_where} has label(s) that never occur in the training data: {', '.join(unseen)}"
+            f"{validation_where} has label(s) that never occur in the training data: {listed(unseen)}",
+            code="unseen_labels",
+            hint="remove those rows from the validation file, or add examples of those labels to the training data",
         )
     return Dataset(
         label_names,

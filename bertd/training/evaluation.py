@@ -56,11 +56,20 @@ class BestSoFar:
                 self.entry["val_macro_f1"], -self.entry["val_loss"]):
             return False
         self.entry = {**entry, "per_class": evaluation["per_class"], "confusion_matrix": evaluation["confusion_matrix"]}
-        changing = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
-        changing.update(name for name, _ in model.named_buffers())
-        self.state = {name: tensor.detach().to("cpu", copy=True)
-                      for name, tensor in model.state_dict().items() if name in changing}
+        self.state = _changing_weights(model)
         return True
+
+    def keep_last(self, entry: dict[str, Any], model: torch.nn.Module) -> None:
+        """Without validation rows nothing can be compared: the model as training left it is kept."""
+        self.entry = {**entry, "per_class": {}, "confusion_matrix": []}
+        self.state = _changing_weights(model)
+
+
+def _changing_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    changing = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    changing.update(name for name, _ in model.named_buffers())
+    return {name: tensor.detach().to("cpu", copy=True)
+            for name, tensor in model.state_dict().items() if name in changing}
 
 
 def metric_value(evaluation: dict[str, Any], metric: str) -> float:

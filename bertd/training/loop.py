@@ -138,6 +138,8 @@ def evaluate_now(setup: Setup) -> dict[str, Any]:
 
 
 def evaluate_mid_epoch(setup: Setup, state: LoopState, epoch: int, report: Report) -> None:
+    if not len(setup.validation_split):
+        return  # train_val_split 0 without a validation file: nothing to evaluate on
     evaluation = evaluate_now(setup)
     entry = {"epoch": epoch, "step": state.step, "val_loss": evaluation["loss"],
              "val_accuracy": evaluation["accuracy"], "val_macro_f1": evaluation["macro_f1"]}
@@ -148,6 +150,8 @@ def evaluate_mid_epoch(setup: Setup, state: LoopState, epoch: int, report: Repor
 def end_epoch(setup: Setup, state: LoopState, epoch: int, report: Report) -> bool:
     """Evaluate the epoch, report it, and say whether early stopping ends training here."""
     hp = setup.hp
+    if not len(setup.validation_split):
+        return end_epoch_without_validation(setup, state, epoch, report)
     report(ProgressReport(phase=Phase.EVALUATING, current_epoch=epoch))
     evaluation = evaluate_now(setup)
     # train_epoch left the epoch's training figures as the last history entry; complete it.
@@ -174,8 +178,22 @@ def end_epoch(setup: Setup, state: LoopState, epoch: int, report: Report) -> boo
     return False
 
 
+def end_epoch_without_validation(setup: Setup, state: LoopState, epoch: int, report: Report) -> bool:
+    """train_val_split 0 without a validation file: the epoch's training figures only; every epoch
+    is the latest, and the last one is what gets saved."""
+    entry = state.history[-1]
+    entry.update(val_loss=None, val_accuracy=None, val_macro_f1=None)
+    speed = state.speed()
+    report(EpochReport(**entry, total_epochs=setup.hp.epochs, is_best=True,
+                       samples_per_second=round(speed, 2) if speed else None))
+    return False
+
+
 def finish(setup: Setup, state: LoopState) -> Completed:
     best = state.best
+    validated = len(setup.validation_split) > 0
+    if not validated:
+        best.keep_last(state.history[-1], setup.model)
     assert best.entry is not None and best.state is not None
     speed = state.speed()
     metrics = {
@@ -190,6 +208,8 @@ def finish(setup: Setup, state: LoopState) -> Completed:
         "history": state.history,
         "train_rows": len(setup.train_split),
         "validation_rows": len(setup.validation_split),
+        # How the saved epoch was chosen: by validation macro-F1, or the last one when nothing was held out.
+        "model_selection": "best_validation_macro_f1" if validated else "last_epoch",
         "samples_per_second": round(speed, 2) if speed else None,
         "training_seconds": round(state.training_seconds, 3),
         "device": str(setup.device),

@@ -8,6 +8,7 @@ import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
 from bertd.protocol import LoraSettings, TrainingInputError
+from bertd.training.wording import listed
 
 # Below this, LoRA adapters barely move in a few epochs; 1e-4..1e-3 is the usual range.
 LORA_SMALL_LEARNING_RATE = 1e-4
@@ -31,7 +32,8 @@ def wrap_with_lora(model: torch.nn.Module, settings: LoraSettings) -> torch.nn.M
                                if isinstance(module, torch.nn.Linear)})
         raise TrainingInputError(
             f"hyperparameters.lora.target_modules {settings.model_dump(mode='json')['target_modules']} do not match "
-            f"the base model's layers ({error}); its linear layers are named: {', '.join(linear_names)}"
+            "the base model's layers", code="lora_target_modules",
+            hint=f"its linear layers are named: {listed(linear_names)}; name some of them, or use \"all-linear\"",
         ) from error
 
 

@@ -155,7 +155,8 @@ def load_model_and_tokenizer(job: TrainingJob, label_names: list[str]) -> tuple[
     model_dir = resolve_base_model(job.base_model, Path(job.base_models_dir))
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     if not getattr(tokenizer, "is_fast", False):
-        raise TrainingInputError(f"base model {job.base_model!r} has no fast tokenizer (tokenizer.json)")
+        raise TrainingInputError(f"base model {job.base_model!r} has no fast tokenizer (tokenizer.json)",
+                                 code="base_model_unusable", hint="use a base model whose folder has a tokenizer.json")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             model_dir,
@@ -170,7 +171,11 @@ def load_model_and_tokenizer(job: TrainingJob, label_names: list[str]) -> tuple[
             ignore_mismatched_sizes=True,
         )
     except (OSError, ValueError) as error:
-        raise TrainingInputError(f"base model {job.base_model!r} in {model_dir} cannot be loaded: {error}") from error
+        reason = " ".join((str(error).strip().splitlines() or [type(error).__name__])[0].split())
+        raise TrainingInputError(f"base model {job.base_model!r} in {model_dir} cannot be loaded: {reason}",
+                                 code="base_model_unusable",
+                                 hint="delete it (DELETE /api/v1/base-models/NAME) and pull it again, or replace the "
+                                      "folder with a complete Hugging Face model") from error
     return model, tokenizer
 
 

@@ -30,16 +30,17 @@ from bertd.protocol import (
     PredictionCompleted,
     PredictionJob,
     Stopped,
+    TaskError,
     TrainingInputError,
     TrainingJob,
     TrainingPaused,
     TrainingStopped,
 )
 from bertd.training.priority import low_until_job
+from bertd.training.wording import MAX_MESSAGE_CHARACTERS, shortened
 
 PR_SET_PDEATHSIG = 1
 EXIT_PARENT_GONE = 70
-MAX_ERROR_LENGTH = 500
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -67,26 +68,32 @@ def load_function(dotted: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def user_message(error: BaseException, doing: str = "training") -> str:
-    """One line a user can act on; the traceback goes to the log. `doing`: training or prediction."""
+def task_error(error: BaseException, doing: str = "training") -> TaskError:
+    """What a user reads of a failed run (`doing`: training or prediction): what went wrong (short,
+    never cut inside a word) and what to do. The traceback of an unexpected error goes to the log."""
+    training = doing == "training"
     if isinstance(error, TrainingInputError):
-        text = str(error)
-    elif type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
-        text = ("out of GPU memory; lower hyperparameters.batch_size or max_sequence_length, "
-                "or raise gradient_accumulation_steps") if doing == "training" else (
-                "out of GPU memory while predicting; run it when no other job uses the GPU")
-    elif isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES,
-                                                         errno.EROFS):
+        return TaskError(code=error.code, message=shortened(str(error)), hint=error.hint)
+    if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
+        return TaskError(code="out_of_memory", message="out of GPU memory", hint=(
+            "lower hyperparameters.batch_size or max_sequence_length, or raise gradient_accumulation_steps"
+            if training else "run it when no other job uses the GPU"))
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES,
+                                                       errno.EROFS):
         where = f" {error.filename}" if error.filename else ""
-        text = f"could not write{where}: {error.strerror}; free disk space in DATA_DIR or make it writable"
-    elif isinstance(error, MemoryError):
-        text = ("out of memory; lower hyperparameters.batch_size or max_sequence_length" if doing == "training"
-                else "out of memory while predicting; split the sheet into smaller files")
-    else:
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        text = f"{doing} failed with {type(error).__name__}: {first_line}".rstrip(": ")
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
+        return TaskError(code="disk", message=shortened(f"could not write{where}: {error.strerror}"),
+                         hint="free disk space in DATA_DIR or make it writable")
+    if isinstance(error, MemoryError):
+        return TaskError(code="out_of_memory", message="out of memory",
+                         hint="lower hyperparameters.batch_size or max_sequence_length" if training
+                         else "split the sheet into smaller files")
+    first_line = " ".join((str(error).strip().splitlines() or [""])[0].split())
+    message = f"{doing} failed with {type(error).__name__}"
+    # Say less rather than cut: a reason too long to read whole is left to the log.
+    if first_line and len(message) + len(first_line) + 2 <= MAX_MESSAGE_CHARACTERS:
+        message += f": {first_line}"
+    return TaskError(code=f"{doing}_error", message=message,
+                     hint="the server log has the traceback under this job's id; if it happens again, report it")
 
 
 def worker_main(
@@ -157,7 +164,7 @@ def worker_main(
 
     def report(message: Any) -> None:
         with sending:
-            connection.send(message)
+            connection.send(message.model_copy(update={"sent_at": time.time()}))
 
     def interruption() -> Interruption | None:
         if terminated or stop_event.is_set():
@@ -178,8 +185,8 @@ def worker_main(
     except TrainingPaused as paused:
         verdict = Paused(epoch=paused.epoch, step=paused.step)
     except BaseException as error:  # noqa: BLE001 - every failure must reach the server as a verdict
-        verdict = Failed(error=user_message(error, "prediction" if predicting else "training"),
-                         expected=isinstance(error, TrainingInputError),
+        detail = task_error(error, "prediction" if predicting else "training")
+        verdict = Failed(error=detail.text, detail=detail, expected=isinstance(error, TrainingInputError),
                          traceback="".join(traceback.format_exception(error)))
     try:
         report(verdict)
