@@ -226,6 +226,8 @@ class TaskError(BaseModel):
     @property
     def text(self) -> str:
         return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
 class Paused(Message):
     """Stopped after writing a checkpoint: the task can continue from `epoch` / `step`."""
 
@@ -348,6 +350,8 @@ def add_base_model_hint(name: str) -> str:
     return (f"add it with `bertd pull {name}` or POST /api/v1/base-models {{\"name\": \"{name}\"}} (where the Hub "
             "cannot be reached, set HF_ENDPOINT=https://hf-mirror.com or pull with \"source\": \"modelscope\"), "
             f"or copy a model folder (config.json, weights, tokenizer) to BASE_MODELS_DIR/{name}")
+
+
 class TrainingPaused(Exception):
     """A pause was requested and the checkpoint is written; the worker reports `paused`."""
 
