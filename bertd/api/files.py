@@ -178,8 +178,8 @@ async def delete_file(request: web.Request) -> web.Response:
         raise not_found(f"no uploaded file named {filename!r}")
     users = await store.delete_file_unless_used(filename)
     if users:
-        raise conflict(f"file {filename!r} is used by {len(users)} queued or training task(s); "
-                       "stop or delete them first", task_ids=users)
+        raise conflict(f"file {filename!r} is used by {len(users)} queued or training task(s) or queued or "
+                       "running prediction job(s); stop or delete them first", task_ids=users)
     (config.uploads_dir / filename).unlink(missing_ok=True)
     logger.info("file {} deleted", filename)
     return json_response({"filename": filename, "deleted": True, "message": f"file {filename!r} deleted"})

@@ -385,11 +385,17 @@ function retryGlobalSocket() {
 }
 
 function onGlobalMessage(message) {
+  // Prediction jobs (predictions.js) have streams of their own; their messages carry prediction_id.
+  if (message.type.startsWith("prediction_")) {
+    window.onPredictionMessage?.(message);
+    return;
+  }
   if (message.type === "base_model") {  // a download's state (base_models.js); no task_id
     onBaseModelMessage(message);
     return;
   }
   if (message.type === "snapshot") {
+    window.onPredictionMessage?.(message);
     for (const task of message.tasks || []) mergeSnapshotTask(task, task.seq);
     onBaseModelSnapshot(message.base_models || []);
     renderTaskList();
@@ -606,6 +612,7 @@ async function loadFiles(preferred) {
     ...state.files.map((f) => [f.filename, f.filename])], validation.value);
   onTrainingFileChange();
   onValidationFileChange();
+  window.fillPredictionFiles?.();
 }
 
 function fillSelect(select, options, wanted, emptyLabel = null) {
@@ -1015,6 +1022,7 @@ function renderTaskView(task) {
   renderMetrics(task);
   renderHyperparameters(task);
   $("predict-card").hidden = task.status !== "completed";
+  window.renderPredictionCard?.(task);
   scheduleChartDraw();
 }
 
@@ -1189,6 +1197,12 @@ function describeEvent(event) {
       `macro-F1 ${fmtPercent(d.val_macro_f1)}, val loss ${fmtNumber(d.val_loss)}`;
   }
   if (event.type === "warning") return d.message ?? "";
+  if (event.type === "prediction") {
+    const where = d.file ? ` of ${d.file}${d.sheet_name ? ` (${d.sheet_name})` : ""}` : "";
+    const rows = isNumber(d.rows_total) ? `: ${d.rows_total} rows` : "";
+    return `prediction job ${String(d.prediction_id).slice(0, 8)}${where} ${d.status}${rows}` +
+      `${d.error_message ? `: ${d.error_message}` : ""}`;
+  }
   if (event.type === "resumed") {
     return `continues from its checkpoint at ${d.epoch_complete ? "the end of" : "within"} epoch ${d.epoch} ` +
       `(step ${d.step})${d.interruptions ? ` after ${d.interruptions} restart(s)` : ""}`;
