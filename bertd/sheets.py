@@ -65,6 +65,48 @@ def _read_csv(path: Path, **options: object) -> pd.DataFrame:
     raise SheetError(Text("{name} is neither UTF-8 nor GB18030 text: {error}", name=path.name, error=str(last_error)))
 
 
+def decode_csv(raw: bytes, name: str) -> tuple[str, str]:
+    """(encoding, text) of a CSV file's bytes, tried in the order `_read_csv` tries them; the
+    encoding is "utf-8-sig" only when the file starts with a byte order mark, so writing the text
+    back in it gives the same bytes there."""
+    last_error: Exception | None = None
+    for encoding in CSV_ENCODINGS:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as error:
+            last_error = error
+            continue
+        if encoding == "utf-8-sig" and not raw.startswith(b"\xef\xbb\xbf"):
+            encoding = "utf-8"
+        return encoding, text
+    raise SheetError(f"{name} is neither UTF-8 nor GB18030 text: {last_error}")
+
+
+def column_names(header: list[object]) -> list[str]:
+    """A header row's column names as pandas gives them: an empty cell is "Unnamed: <position>", a
+    whole number stays whole (2024, not 2024.0), a repeated name gets ".1", ".2" ..."""
+    names = []
+    for position, value in enumerate(header):
+        if value is None or (isinstance(value, str) and value == ""):
+            names.append(f"Unnamed: {position}")
+        elif isinstance(value, float) and value.is_integer():
+            names.append(str(int(value)))
+        else:
+            names.append(str(value))
+    # pandas' own de-duplication (pandas.io.common.mangle_dupe_names), so a name the user picked from
+    # the upload's metadata is found: a mangled name already in the header is skipped.
+    counts: dict[str, int] = {}
+    for index, original in enumerate(list(names)):
+        name, count = original, counts.get(original, 0)
+        while count > 0:
+            counts[original] = count + 1
+            name = f"{original}.{count}"
+            count = count + 1 if name in names else counts.get(name, 0)
+        names[index] = name
+        counts[name] = count + 1
+    return names
+
+
 def check_workbook_archive(path: Path, name: str) -> None:
     """Refuse a zip bomb before any parser inflates it: bound the uncompressed size, the
     compression ratio and the declared rows of every sheet."""

@@ -71,3 +71,28 @@ async def events(client: TestClient, task_id: str) -> list[dict[str, Any]]:
     response = await client.get(f"{TASKS}/{task_id}/events", params={"limit": 1000})
     assert response.status == 200
     return (await response.json())["events"]
+
+
+def predictions_path(task_id: str, prediction_id: str = "", suffix: str = "") -> str:
+    return f"{TASKS}/{task_id}/predictions" + (f"/{prediction_id}" if prediction_id else "") + suffix
+
+
+async def create_prediction(client: TestClient, task_id: str, **body: Any) -> dict[str, Any]:
+    response = await client.post(predictions_path(task_id), json=body)
+    payload = await response.json()
+    assert response.status == 202, payload
+    return payload
+
+
+async def wait_for_prediction(client: TestClient, task_id: str, prediction_id: str, statuses: set[str],
+                              timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = await client.get(predictions_path(task_id, prediction_id))
+        assert response.status == 200
+        job = await response.json()
+        if job["status"] in statuses:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"prediction {prediction_id} did not reach {statuses} in {timeout} s; last: {job}")

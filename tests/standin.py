@@ -1,4 +1,4 @@
-"""Fast stand-ins for the training function, for scheduler cases. They run in real worker
+"""Fast stand-ins for the training and prediction functions, for scheduler cases. They run in real worker
 processes and speak the real message protocol; only the model work is left out."""
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ from bertd.protocol import (
     Completed,
     EpochReport,
     Phase,
+    PredictionCompleted,
+    PredictionJob,
+    PredictionPhase,
+    PredictionProgress,
     ProgressReport,
     Report,
     ShouldStop,
@@ -114,3 +118,31 @@ def priority(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Compl
     release.set()
     thread.join()
     return Completed(metrics=METRICS, artifacts=None)
+
+
+LABELS = ["工业废气", "扬尘", "油烟"]
+
+
+def with_model(job: TrainingJob, report: Report, should_stop: ShouldStop) -> Completed:
+    """As `steady`, then a model folder the API accepts as one (a config.json) and three labels, for
+    prediction jobs that `slow_prediction` runs."""
+    steady(job, report, should_stop)
+    output = Path(job.output_dir)
+    (output / "config.json").write_text("{}", encoding="utf-8")
+    return Completed(metrics={**METRICS, "labels": LABELS}, artifacts=Artifacts(model_path=str(output)))
+
+
+def slow_prediction(job: PredictionJob, report: Report, should_stop: ShouldStop) -> PredictionCompleted:
+    """40 steps of 50 ms, polling the stop flag, then a one-line result file where the real one goes."""
+    total = 40
+    for step in range(1, total + 1):
+        if should_stop():
+            raise TrainingStopped()
+        time.sleep(0.05)
+        report(PredictionProgress(phase=PredictionPhase.PREDICTING, rows_done=step, rows_total=total,
+                                  rows_per_second=20.0))
+    output = Path(job.output_path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("stand-in result", encoding="utf-8")
+    return PredictionCompleted(rows_total=total, rows_empty=0, label_counts={LABELS[0]: total},
+                               columns=["predicted_label", "predicted_score"], output_path=str(output), seconds=2.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from processes import start_server, stop_server
 
@@ -50,6 +52,29 @@ def test_the_client_drives_the_whole_flow(tmp_path: Path, base_models_dir: Path,
         human = bertd("predict", task_id, "工地渣土施工尘土飞扬。", url=url)
         assert human.stdout.startswith("扬尘\t")
 
+        # A whole sheet: uploaded (the same bytes again: 200), predicted on the server, saved.
+        result = tmp_path / "预测结果.xlsx"
+        sheet = bertd("predict", task_id, "--file", str(xlsx_file), "--sheet", "data", "--text-column", "内容",
+                      "--top-k", "2", "-o", str(result), url=url)
+        assert sheet.returncode == 0, sheet.stderr
+        assert f"saved {result}: 90 rows" in sheet.stdout and "2 with an empty text" in sheet.stdout
+        workbook = pd.read_excel(result, sheet_name=None, engine="calamine")
+        assert list(workbook) == ["data", "notes"]
+        assert list(workbook["data"].columns) == ["编号", "内容", "标签", "predicted_label", "predicted_score",
+                                                  "predicted_label_2", "predicted_score_2"]
+        assert (workbook["data"]["predicted_label"] == workbook["data"]["标签"]).mean() >= 0.8
+        # Another file under a name already taken goes up under <stem>-<sha256 prefix>.
+        other = tmp_path / "other" / xlsx_file.name
+        other.parent.mkdir()
+        workbook["data"].head(5).to_excel(other, sheet_name="data", index=False)
+        (tmp_path / "results").mkdir()
+        renamed = bertd("predict", task_id, "--file", str(other), "--text-column", "内容", "--json",
+                        "-o", str(tmp_path / "results"), url=url)
+        assert renamed.returncode == 0, renamed.stderr
+        digest = hashlib.sha256(other.read_bytes()).hexdigest()[:8]
+        saved = Path(json.loads(renamed.stdout)["path"])
+        assert saved == tmp_path / "results" / f"{other.stem}-{digest}-predicted.xlsx" and saved.is_file()
+
         downloaded = bertd("download", task_id, "-o", str(tmp_path / "out"), url=url)
         assert downloaded.returncode == 0, downloaded.stderr
         archive = tmp_path / "out" / f"cli-model-{task_id[:8]}.tar.gz"
@@ -69,6 +94,16 @@ def test_the_client_drives_the_whole_flow(tmp_path: Path, base_models_dir: Path,
         assert bad.returncode == 1 and "column '正文' not found" in bad.stderr and len(bad.stderr.splitlines()) == 1
     finally:
         stop_server(server)
+
+
+def test_predict_needs_texts_or_a_file_with_its_column() -> None:
+    for arguments, message in ((("predict", "t"), "needs texts to classify, or --file"),
+                               (("predict", "t", "--file", "x.xlsx"), "needs --text-column"),
+                               (("predict", "t", "a", "--file", "x.xlsx"), "texts or --file, not both"),
+                               (("predict", "t", "a", "--threshold", "0.5"), "go with --file")):
+        result = bertd(*arguments)
+        assert result.returncode == 2 and result.stderr.strip() == f"bertd: {message}" or message in result.stderr, \
+            result.stderr
 
 
 def test_an_unreachable_server_is_one_line_and_exit_1(tmp_path: Path) -> None:

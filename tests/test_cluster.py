@@ -264,6 +264,18 @@ def test_the_model_comes_back_whole_and_a_worker_without_the_token_gets_nothing(
     assert model.parent == cluster.directory / "api" / "models" and (model / "model.safetensors").is_file()
     status, predicted = cluster.api.request("POST", f"{TASKS}/{task}/predict", {"texts": ["工厂烟囱排放废气"]})
     assert status == 200 and predicted["predictions"][0]["label"] in ("工业废气", "扬尘", "油烟")
+    # A whole sheet runs on the API node's own pool, where the model came back to, not on a box.
+    status, job = cluster.api.request("POST", f"{TASKS}/{task}/predictions",
+                                      {"file": "集群数据.csv", "text_column": "内容"})
+    assert status == 202, job
+    path = f"{TASKS}/{task}/predictions/{job['prediction_id']}"
+    deadline = time.monotonic() + 60
+    while (job := cluster.api.request("GET", path)[1])["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["status"] == "completed" and job["rows_total"] == 48, job
+    assert sum(job["label_counts"].values()) == 48
+    assert job["prediction_id"] not in cluster.log("gpu-box")
     # A model whose bytes do not match their sha256 is refused and leaves nothing.
     import urllib.request
 
@@ -272,6 +284,7 @@ def test_the_model_comes_back_whole_and_a_worker_without_the_token_gets_nothing(
                                      headers={"Authorization": f"Bearer {TOKEN}", "X-Content-SHA256": "0" * 64})
     with pytest.raises(urllib.error.HTTPError) as refused_upload:
         urllib.request.urlopen(request, timeout=10)
+    refused_upload.value.close()
     assert refused_upload.value.code == 409  # not the task's current run: not even read
 
 

@@ -1,5 +1,6 @@
 """The web dashboard at /, driven in headless Chromium against a real bertd server process:
-upload, create a task through the form, watch it train live, read its metrics, predict."""
+upload, create a task through the form, watch it train live, read its metrics, predict texts and a
+whole file."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import openpyxl
 import pytest
 from browser import NEEDS_CHROMIUM, Browser, Page, expect, launch_chromium
 from processes import ServerProcess, start_server, stop_server
@@ -192,6 +194,33 @@ def test_dashboard_uploads_creates_and_watches_a_task(page: Page, js_errors: lis
         page.click("#predict-button")
         expect(page.locator("#predict-results tbody tr")).to_have_count(2)
         expect(page.locator("#predict-results .chip-top").first).to_contain_text("%")
+
+        # Predict a file: an upload, its sheet and text column; the job's row goes live to completed
+        # and downloads the sheet with the prediction columns, under the input's name.
+        expect(page.locator("#predict-file-card")).to_be_visible()
+        page.select_option("#predict-file", xlsx_file.name)
+        page.select_option("#predict-sheet", "data")
+        expect(page.locator("#predict-column")).to_have_value("内容")  # the column the model was trained on
+        # A request the API refuses names its field on the form.
+        page.fill("#predict-top-k", "9")
+        page.click("#predict-file-button")
+        expect(page.locator("#predict-file-error")).to_contain_text("top_k must be at most 3")
+        expect(page.locator('#predict-file-form [data-field="top_k"]')).to_have_class(re.compile(r"\binvalid\b"))
+        page.fill("#predict-top-k", "2")
+        page.click("#predict-file-button")
+        job_row = page.locator("#prediction-jobs tbody tr.prediction-row").first
+        expect(job_row).to_have_attribute("data-status", "completed", timeout=60_000)
+        expect(page.locator("#predict-file-error")).to_be_hidden()
+        expect(job_row).to_contain_text("90 / 90 rows")
+        expect(job_row).to_contain_text("empty text 2")
+        with page.expect_download() as download:
+            job_row.locator("a.prediction-download").click()
+        assert download.value.suggested_filename == f"{xlsx_file.stem}-predicted.xlsx"
+        download.value.save_as(tmp_path / download.value.suggested_filename)
+        result = openpyxl.load_workbook(tmp_path / download.value.suggested_filename)
+        assert result.sheetnames == ["data", "notes"]
+        assert [cell.value for cell in result["data"][1]] == ["编号", "内容", "标签", "predicted_label",
+                                                            "predicted_score", "predicted_label_2", "predicted_score_2"]
 
         assert js_errors == []
         save_screenshot(page, tmp_path)

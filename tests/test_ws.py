@@ -105,7 +105,7 @@ async def test_global_stream_carries_task_ids(make_client, csv_file: Path) -> No
     await upload(client, csv_file)
     async with client.ws_connect("/api/v1/ws") as ws:
         first = await ws.receive_json(timeout=10)
-        assert first == {"type": "snapshot", "tasks": [], "base_models": []}
+        assert first == {"type": "snapshot", "tasks": [], "predictions": [], "base_models": []}
         task_id = (await create(client, task_body(csv_file.name, random_seed=10, sheet_name=None)))["task_id"]
         seen = []
         while not seen or seen[-1]["type"] != "end":

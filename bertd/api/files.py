@@ -191,8 +191,9 @@ async def delete_file(request: web.Request) -> web.Response:
         raise not_found(no_such_file(filename))
     users = await store.delete_file_unless_used(filename)
     if users:
-        raise conflict(Text("file {name!r} is used by {count} queued or training task(s); stop or delete them "
-                            "first", name=filename, count=len(users)), task_ids=users)
+        raise conflict(Text("file {name!r} is used by {count} queued or training task(s) or queued or running "
+                            "prediction job(s); stop or delete them first", name=filename, count=len(users)),
+                       task_ids=users)
     (config.uploads_dir / filename).unlink(missing_ok=True)
     logger.info("file {} deleted", filename)
     return json_response({"filename": filename, "deleted": True, "message": f"file {filename!r} deleted"})

@@ -46,6 +46,7 @@ async def health(request: web.Request) -> web.Response:
         "queued": counts["queued"],
         "paused": counts["paused"],
         "running_workers": request.app[SCHEDULER].running_count,
+        "predicting": len(request.app[SCHEDULER].predictions.active),
     })
 
 

@@ -25,7 +25,7 @@ MAX_PAGE_SIZE = 200
 MAX_EVENTS_LIMIT = 1000
 
 
-async def _uploaded(store: Store, filename: str, field: str) -> FileRecord:
+async def uploaded_or_400(store: Store, filename: str, field: str) -> FileRecord:
     record = await store.get_file(filename)
     if record is None:
         known = [f.filename for f in await store.list_files()]
@@ -62,10 +62,10 @@ async def create_task(request: web.Request) -> web.Response:
     if hyperparameters.text_column == hyperparameters.label_column:
         raise validation_error(Text("hyperparameters.label_column must name a different column than "
                                     "hyperparameters.text_column"), "hyperparameters.label_column")
-    training = await _uploaded(store, body.training_data_file, "training_data_file")
+    training = await uploaded_or_400(store, body.training_data_file, "training_data_file")
     _check_sheet_and_columns(training, hyperparameters.sheet_name, "hyperparameters.sheet_name", hyperparameters)
     if body.validation_data_file is not None:
-        validation = await _uploaded(store, body.validation_data_file, "validation_data_file")
+        validation = await uploaded_or_400(store, body.validation_data_file, "validation_data_file")
         _check_sheet_and_columns(validation, hyperparameters.validation_sheet_name,
                                  "hyperparameters.validation_sheet_name", hyperparameters)
     elif hyperparameters.validation_sheet_name is not None:

@@ -22,7 +22,7 @@ from bertd.state.records import TaskRecord, TaskStatus
 TOO_LONG = {"string_too_long": (413, "payload_too_large")}
 
 
-def _completed_model(task: TaskRecord) -> Path:
+def completed_model(task: TaskRecord) -> Path:
     if task.status != TaskStatus.COMPLETED or not task.artifacts:
         raise conflict(Text("task {task_id} is {status}; only a completed task has a model", task_id=task.task_id,
                             status=str(task.status)),
@@ -37,7 +37,7 @@ def _completed_model(task: TaskRecord) -> Path:
 async def predict(request: web.Request) -> web.Response:
     task = await task_or_404(request.app[STORE], request.match_info["task_id"])
     body = parse(PredictRequest, await read_json(request), TOO_LONG)
-    model_dir = _completed_model(task)
+    model_dir = completed_model(task)
     predictions = await request.app[MODEL_CACHE].predict(
         task.task_id, model_dir, task.hyperparameters.max_sequence_length, body.texts, body.top_k)
     return json_response({"task_id": task.task_id, "predictions": predictions})
@@ -45,7 +45,7 @@ async def predict(request: web.Request) -> web.Response:
 
 async def download(request: web.Request) -> web.StreamResponse:
     task = await task_or_404(request.app[STORE], request.match_info["task_id"])
-    _completed_model(task)
+    completed_model(task)
     folder = f"{task.model_name_en}-{task.task_id[:8]}"
     try:
         tarball = await asyncio.to_thread(request.app[MODEL_STORE].tarball, task.task_id, folder)

@@ -1,7 +1,10 @@
-"""WebSocket streams: one task's live messages, or every task's (for dashboards).
+"""WebSocket streams: one task's live messages, one prediction job's, or every task's and prediction
+job's (for dashboards).
 
 Per task: `snapshot` (the task, with the seq it reflects), then `progress` / `epoch` / `warning` /
-`status` messages with increasing seq, then `end` (the full task) and a close with 1000. A client
+`status` messages with increasing seq, then `end` (the full task) and a close with 1000. Per
+prediction job the same with `prediction_snapshot`, `prediction_progress`, `prediction_status` and
+`prediction_end`. A client
 that falls too far behind is closed with 4008; on server shutdown every socket is closed with 1001.
 How messages reach one socket is ws_socket's business."""
 
@@ -18,7 +21,14 @@ from bertd.i18n import Text
 from bertd.runtime.hub import LiveState
 from bertd.server.errors import ApiError, not_found
 from bertd.server.keys import BASE_MODEL_DOWNLOADS, CONFIG, HUB, STORE, WEBSOCKETS
-from bertd.state.records import ACTIVE_STATUSES, TERMINAL_STATUSES, TaskRecord
+from bertd.state.records import (
+    ACTIVE_STATUSES,
+    PREDICTION_TERMINAL,
+    TERMINAL_STATUSES,
+    PredictionRecord,
+    PredictionStatus,
+    TaskRecord,
+)
 
 
 def snapshot_of(task: TaskRecord, live: LiveState | None) -> dict[str, Any]:
@@ -29,6 +39,17 @@ def snapshot_of(task: TaskRecord, live: LiveState | None) -> dict[str, Any]:
             body["status"] = live.status
         if live.progress is not None:
             body["progress"] = live.progress
+    return body
+
+
+def prediction_snapshot_of(job: PredictionRecord, live: LiveState | None) -> dict[str, Any]:
+    """The job as stored, with status and progress as of the live state the subscriber starts from."""
+    body = job.to_json()
+    if live is not None and job.status not in PREDICTION_TERMINAL:
+        if live.status is not None:
+            body["status"] = live.status
+        if live.progress is not None:
+            body.update({name: value for name, value in live.progress.items() if name in body})
     return body
 
 
@@ -97,6 +118,30 @@ async def task_stream(request: web.Request) -> web.WebSocketResponse:
     return subscriber.socket
 
 
+async def prediction_stream(request: web.Request) -> web.WebSocketResponse:
+    store, hub = request.app[STORE], request.app[HUB]
+    task_id, prediction_id = request.match_info["task_id"], request.match_info["prediction_id"]
+    # As for a task: subscribe first, then the one read that answers 404 and makes the snapshot.
+    subscriber = _subscriber(request, prediction_id)
+    states = hub.subscribe(subscriber)
+    try:
+        job = await store.get_prediction(prediction_id)
+        if job is None or job.task_id != task_id:
+            raise not_found(f"no prediction job {prediction_id!r} of task {task_id}")
+        await _accept(request, subscriber)
+        live = states.get(prediction_id)
+        ids = {"task_id": task_id, "prediction_id": prediction_id, "seq": live.seq if live else 0}
+        first: list[dict[str, Any]] = [{"type": "prediction_snapshot", **ids,
+                                        "prediction": prediction_snapshot_of(job, live)}]
+        if live is None and job.status in PREDICTION_TERMINAL:
+            first.append({"type": "prediction_end", **ids, "prediction": job.to_json()})
+        await _stream(subscriber, first)
+    finally:
+        hub.unsubscribe(subscriber)
+        request.app[WEBSOCKETS].discard(subscriber.socket)
+    return subscriber.socket
+
+
 async def all_tasks_stream(request: web.Request) -> web.WebSocketResponse:
     store, hub = request.app[STORE], request.app[HUB]
     subscriber = _subscriber(request, None)
@@ -108,7 +153,11 @@ async def all_tasks_stream(request: web.Request) -> web.WebSocketResponse:
         active = await store.tasks_in(tuple(ACTIVE_STATUSES))
         tasks = [{**snapshot_of(task, states.get(task.task_id)), "seq": states[task.task_id].seq
                   if task.task_id in states else 0} for task in active]
-        await _stream(subscriber, [{"type": "snapshot", "tasks": tasks, "base_models": downloads}])
+        jobs = await store.predictions_in((PredictionStatus.QUEUED, PredictionStatus.RUNNING))
+        predictions = [{**prediction_snapshot_of(job, states.get(job.prediction_id)),
+                        "seq": states[job.prediction_id].seq if job.prediction_id in states else 0} for job in jobs]
+        await _stream(subscriber, [{"type": "snapshot", "tasks": tasks, "predictions": predictions,
+                                    "base_models": downloads}])
     finally:
         hub.unsubscribe(subscriber)
         request.app[WEBSOCKETS].discard(subscriber.socket)

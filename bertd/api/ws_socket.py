@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, web
 from loguru import logger
 
 from bertd.api.ws_frame import text_frame
-from bertd.runtime.hub import Message
+from bertd.runtime.hub import END_TYPES, Message
 from bertd.runtime.mailbox import Mailbox, SubscriberTooSlow
 from bertd.server.responses import dumps
 
@@ -48,7 +48,7 @@ class SocketSubscriber:
 
     def offer(self, message: Message) -> None:
         if self._sender_idle and not self.mailbox.pending() and self._write_now(message):
-            if message["type"] == "end":
+            if message["type"] in END_TYPES:
                 self._end_written = True
                 self.mailbox.wake()
             return
@@ -99,7 +99,7 @@ class SocketSubscriber:
         # holding this connection's sender forever.
         text = message.text if isinstance(message, Message) else dumps(message)
         await asyncio.wait_for(self.socket.send_str(text), self._send_timeout or None)
-        if message["type"] == "end" and self._close_after_end:
+        if message["type"] in END_TYPES and self._close_after_end:
             await self.socket.close(code=WSCloseCode.OK, message=b"task ended")
             return True
         return False

@@ -26,6 +26,7 @@ class ClientError(Exception):
         self.status = status
 
 
+
 @dataclass
 class Client:
     url: str
@@ -55,10 +56,11 @@ class Client:
         except aiohttp.ClientConnectionError as error:
             raise ClientError(tr("cannot reach bertd at {url}: {error}", url=self.url, error=str(error))) from error
 
-    async def upload(self, path: Path) -> dict[str, Any]:
+    async def upload(self, path: Path, name: str | None = None) -> dict[str, Any]:
+        """Upload `path` (as `name`, by default its own name); the same bytes again answer 200."""
         form = aiohttp.FormData(quote_fields=False)
         with path.open("rb") as handle:
-            form.add_field("file", handle, filename=path.name)
+            form.add_field("file", handle, filename=name or path.name)
             return await self._call("POST", "/api/v1/files", data=form)
 
     async def create_task(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -97,13 +99,18 @@ class Client:
         return await self._call("POST", BASE_MODELS, json={"name": name, "source": source, "revision": revision})
 
     async def download(self, task_id: str, target_dir: Path) -> Path:
+        return await self._save(f"{TASKS}/{task_id}/download", target_dir, f"{task_id}.tar.gz")
+
+    async def _save(self, path: str, target: Path, default_name: str) -> Path:
+        """Stream a download to `target`: a folder (the file takes the server's name) or a file path."""
         assert self.session is not None
         try:
-            async with self.session.get(f"{TASKS.lstrip('/')}/{task_id}/download") as response:
+            async with self.session.get(path.lstrip("/")) as response:
                 if response.status >= 400:
-                    raise ClientError(_error_text(response.status, await response.read()))
-                name = response.content_disposition.filename if response.content_disposition else None
-                target = target_dir / (name or f"{task_id}.tar.gz")
+                    raise ClientError(_error_text(response.status, await response.read()), response.status)
+                if target.is_dir():
+                    name = response.content_disposition.filename if response.content_disposition else None
+                    target = target / (name or default_name)
                 with target.open("wb") as handle:
                     async for chunk in response.content.iter_chunked(1 << 20):
                         handle.write(chunk)
@@ -111,11 +118,29 @@ class Client:
         except aiohttp.ClientConnectionError as error:
             raise ClientError(tr("cannot reach bertd at {url}: {error}", url=self.url, error=str(error))) from error
 
+    async def create_prediction(self, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", f"{TASKS}/{task_id}/predictions", json=body)
+
+    async def prediction(self, task_id: str, prediction_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"{TASKS}/{task_id}/predictions/{prediction_id}")
+
+    async def download_prediction(self, task_id: str, prediction_id: str, target: Path) -> Path:
+        return await self._save(f"{TASKS}/{task_id}/predictions/{prediction_id}/download", target,
+                                f"{prediction_id}-predicted")
+
     async def watch(self, task_id: str) -> AsyncIterator[dict[str, Any]]:
         """The task's WebSocket messages, snapshot to end."""
         async for body in self._stream(f"{TASKS.lstrip('/')}/{task_id}/ws", tr("task {task_id}", task_id=task_id)):
             yield body
             if body["type"] == "end":
+                return
+
+    async def watch_prediction(self, task_id: str, prediction_id: str) -> AsyncIterator[dict[str, Any]]:
+        """A prediction job's WebSocket messages, snapshot to end."""
+        async for body in self._stream(f"{TASKS.lstrip('/')}/{task_id}/predictions/{prediction_id}/ws",
+                                       tr("prediction job {prediction_id}", prediction_id=prediction_id)):
+            yield body
+            if body["type"] == "prediction_end":
                 return
 
     def everything(self) -> AsyncIterator[dict[str, Any]]:

@@ -14,6 +14,7 @@ from bertd.cli.base_models import COMMANDS as BASE_MODEL_COMMANDS
 from bertd.cli.base_models import add_base_model_commands, run_base_model_command
 from bertd.cli.client import Client, ClientError, follow, progress_line
 from bertd.cli.language import language, padded, tr, word
+from bertd.cli.predict_file import predict_file
 from bertd.i18n import ENGLISH
 from bertd.state.records import TaskStatus
 
@@ -161,6 +162,8 @@ async def run(arguments: argparse.Namespace) -> int:
         elif command == "rm":
             result = await client.delete(arguments.task_id)
             emit(arguments, result, tr("task {task_id} deleted", task_id=result["task_id"]))
+        elif command == "predict" and arguments.file:
+            return await predict_file(client, arguments)
         elif command == "predict":
             result = await client.predict(arguments.task_id, arguments.texts, arguments.top_k)
             lines = [f"{p['label']}\t{p['score']:.4f}\t{text}" for p, text in zip(result["predictions"],
@@ -211,17 +214,49 @@ def add_client_commands(commands: argparse._SubParsersAction, environment: dict[
                             ("rm", tr("stop if needed, then delete a task"))):
         command = commands.add_parser(name, parents=[common], help=help_text)
         command.add_argument("task_id")
-    predict = commands.add_parser("predict", parents=[common], help=tr("classify texts with a completed task's model"))
+    predict = commands.add_parser(
+        "predict", parents=[common], help=tr("classify texts, or a whole .xlsx/.csv sheet (--file), with a completed "
+                                             "task's model"),
+        description=tr("bertd predict TASK text...: print each text's label and score. "
+                       "bertd predict TASK --file x.xlsx --text-column C [-o out.xlsx]: upload the file, predict every "
+                       "row on the server (a prediction job in the training pool), save the file with the prediction "
+                       "columns appended."))
     predict.add_argument("task_id")
-    predict.add_argument("texts", nargs="+")
-    predict.add_argument("--top-k", type=int, default=1)
+    predict.add_argument("texts", nargs="*", help=tr("texts to classify (without --file)"))
+    predict.add_argument("--top-k", type=int, default=1, help=tr("ranked labels per text or row (default 1)"))
+    predict.add_argument("--file", help=tr("an .xlsx or .csv file: predict every row of one sheet"))
+    predict.add_argument("--text-column", help=tr("with --file: the column holding the texts"))
+    predict.add_argument("--sheet", dest="sheet_name", help=tr("with --file: the sheet (default: the first)"))
+    predict.add_argument("--threshold", type=float,
+                         help=tr("with --file: leave a label empty when its score is below this (0-1)"))
+    predict.add_argument("-o", "--output", help=tr("with --file: where to save the result, a file or a folder "
+                                                   "(default: <name>-predicted.<ext> here)"))
     download = commands.add_parser("download", parents=[common], help=tr("save a completed task's model as .tar.gz"))
     download.add_argument("task_id")
     download.add_argument("-o", "--output", default=".", help=tr("folder to save into"))
 
 
+def check_predict_arguments(arguments: argparse.Namespace) -> str | None:
+    """What is wrong with a `predict` command line, or None."""
+    if arguments.file:
+        if arguments.texts:
+            return tr("predict takes texts or --file, not both")
+        if not arguments.text_column:
+            return tr("predict --file needs --text-column, the column that holds the texts")
+    elif not arguments.texts:
+        return tr("predict needs texts to classify, or --file with --text-column")
+    elif any(value is not None for value in (arguments.text_column, arguments.sheet_name, arguments.threshold,
+                                             arguments.output)):
+        return tr("--text-column, --sheet, --threshold and -o go with --file")
+    return None
+
+
 def run_client_command(arguments: argparse.Namespace) -> int:
     import asyncio
+
+    if arguments.command == "predict" and (problem := check_predict_arguments(arguments)):
+        print(f"bertd: {problem}", file=sys.stderr)
+        return 2
 
     try:
         return asyncio.run(run(arguments))

@@ -34,6 +34,9 @@ WORDS = {
     "loading_data": Text("loading data"), "loading_model": Text("loading model"), "evaluating": Text("evaluating"),
     "saving": Text("saving"), "pausing": Text("pausing"), "downloading": Text("downloading"), "ready": Text("ready"),
     "deleted": Text("deleted"),
+    # A prediction job's status and phases.
+    "running": Text("running"), "reading": Text("reading"), "predicting": Text("predicting"),
+    "writing": Text("writing"),
 }
 
 

@@ -9,7 +9,7 @@ from bertd.protocol import CheckpointReport, EpochReport, EvaluationReport, Prog
 from bertd.runtime.callbacks import CallbackSender
 from bertd.runtime.hub import Hub
 from bertd.runtime.telemetry import ServiceMetrics, observe_task_end
-from bertd.state.records import TERMINAL_STATUSES, TaskRecord
+from bertd.state.records import PREDICTION_TERMINAL, TERMINAL_STATUSES, PredictionRecord, TaskRecord
 
 
 def log_transition(task_id: str, source: str, target: str, detail: str = "") -> None:
@@ -87,3 +87,27 @@ class Announcer:
     def resumed(self, task_id: str, data: dict) -> None:
         logger.info("task {} continues from its checkpoint of epoch {}, step {}", task_id, data["epoch"], data["step"])
         self._hub.publish(task_id, {"type": "resumed", **data})
+
+    # ---- prediction jobs: their own stream in the hub, keyed by prediction_id -------------------
+
+    def prediction_transition(self, source: str, job: PredictionRecord, detail: str = "") -> None:
+        """A persisted status change of a prediction job: the log, its `prediction_status` message,
+        and when it has ended its `prediction_end` with the full record."""
+        logger.info("prediction {} of task {} {} -> {}{}", job.prediction_id, job.task_id, source, job.status,
+                    f": {detail}" if detail else "")
+        ids = {"task_id": job.task_id, "prediction_id": job.prediction_id}
+        status_message = {"type": "prediction_status", **ids, "status": str(job.status)}
+        if job.error_message:
+            status_message["error_message"] = job.error_message
+        self._hub.publish(job.prediction_id, status_message)
+        if job.status in PREDICTION_TERMINAL:
+            self._hub.publish(job.prediction_id, {"type": "prediction_end", **ids, "prediction": job.to_json()})
+
+    def prediction_progress(self, job: PredictionRecord) -> None:
+        record = job.to_json()
+        self._hub.publish(job.prediction_id, {"type": "prediction_progress", **{
+            name: record[name] for name in PREDICTION_PROGRESS_FIELDS}})
+
+
+PREDICTION_PROGRESS_FIELDS = ("task_id", "prediction_id", "phase", "progress", "rows_done", "rows_total",
+                              "rows_per_second", "eta_seconds")

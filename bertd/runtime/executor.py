@@ -1,16 +1,17 @@
-"""The seam between the scheduler and whatever runs training.
+"""The seam between the scheduler and whatever runs training and prediction jobs.
 
-The scheduler starts a run only through `Executor.start(job)`, and only while `capacity()` says a
-slot is free; from then on it reads the run's messages and, when it must, asks the run to stop.
-How and where a run happens (a local worker process, a `bertd worker` on another box) is the
-executor's business alone, and so is making sure a run asked to stop really ends."""
+The scheduler starts a run only through `Executor.start(job)` (a TrainingJob or a PredictionJob),
+and only while `capacity()` says a slot is free; from then on it reads the run's messages and, when
+it must, asks the run to stop. How and where a run happens (a local worker process, a `bertd worker`
+on another box) is the executor's business alone, and so is making sure a run asked to stop really
+ends."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-from bertd.protocol import TrainingJob, WorkerMessage
+from bertd.protocol import PredictionJob, TrainingJob, WorkerMessage
 from bertd.state.records import TaskRecord
 
 
@@ -18,7 +19,9 @@ class Run(Protocol):
     """One job being run somewhere."""
 
     @property
-    def task_id(self) -> str: ...
+    def task_id(self) -> str:
+        """The task the job belongs to (a prediction job's too: the task whose model it uses)."""
+        ...
 
     def messages(self) -> AsyncIterator[WorkerMessage]:
         """Every message of the run in order; the last one is always `Exited`."""
@@ -48,7 +51,7 @@ class Executor(Protocol):
         """How many runs may go on at once now."""
         ...
 
-    async def start(self, job: TrainingJob) -> Run:
+    async def start(self, job: TrainingJob | PredictionJob) -> Run:
         """Begin running `job`; raises if it cannot even be started."""
         ...
 

@@ -5,7 +5,11 @@ status and progress with that number, so a subscriber gets a snapshot and its li
 synchronous step: nothing can fall between them, and nothing arrives twice.
 
 A subscriber is anything with a `task_id` (None: every task) and an `offer(message)` that must not
-block; what it does with the message (write it to a socket, queue it) is its own business."""
+block; what it does with the message (write it to a socket, queue it) is its own business.
+
+A prediction job has a stream of its own, keyed by its prediction_id: its messages carry the
+task_id of their task (and their prediction_id), and reach that stream's subscribers and those of
+every task."""
 
 from __future__ import annotations
 
@@ -31,6 +35,12 @@ class Message(dict):
         if make not in self._derived:
             self._derived[make] = make(self.text)
         return self._derived[make]
+
+
+STATUS_TYPES = frozenset({"status", "prediction_status"})
+PROGRESS_TYPES = frozenset({"progress", "prediction_progress"})
+# The last message of a stream: the hub forgets its live state.
+END_TYPES = frozenset({"end", "prediction_end"})
 
 
 class Subscriber(Protocol):
@@ -61,19 +71,20 @@ class Hub:
         return len(self._everything) + sum(len(subscribers) for subscribers in self._by_task.values())
 
     def publish(self, task_id: str, body: dict[str, Any]) -> Message:
-        """Number the message, remember the task's latest state, and offer it to every subscriber."""
+        """Number the message, remember the stream's latest state, and offer it to every subscriber.
+        `task_id` keys the stream: a task's id, or a prediction job's (whose body names its task)."""
         state = self._states.setdefault(task_id, LiveState())
         state.seq += 1
         # `at` (Unix seconds) lets clients see how fresh a message is, and benchmarks its latency.
-        message = Message({**body, "task_id": task_id, "seq": state.seq, "at": time.time()})
+        message = Message({"task_id": task_id, **body, "seq": state.seq, "at": time.time()})
         kind = body["type"]
-        if kind == "status":
+        if kind in STATUS_TYPES:
             state.status = body["status"]
-        elif kind == "progress":
+        elif kind in PROGRESS_TYPES:
             state.progress = {k: v for k, v in body.items() if k not in ("type", "sent_at")}
         for subscriber in (*self._by_task.get(task_id, ()), *self._everything):
             subscriber.offer(message)
-        if kind == "end":
+        if kind in END_TYPES:
             del self._states[task_id]
         return message
 

@@ -24,7 +24,7 @@ from multiprocessing.synchronize import Event
 from loguru import logger
 
 from bertd.i18n import Text
-from bertd.protocol import Exited, TrainingJob, WarningReport, WorkerMessage
+from bertd.protocol import Exited, PredictionJob, TrainingJob, WarningReport, WorkerMessage
 from bertd.state.records import TaskRecord
 from bertd.training.worker import worker_main
 
@@ -54,6 +54,8 @@ class LocalRun:
     """A job running in a worker process of this machine."""
 
     task_id: str
+    # What logs call the run: the task's id, or a prediction job's.
+    job_id: str
     process: SpawnProcess
     stop_event: Event
     pause_event: Event
@@ -80,7 +82,7 @@ class LocalRun:
 
     def _make_sure_it_ends(self) -> None:
         if self._escalation is None:
-            self._escalation = asyncio.create_task(self._end_for_certain(), name=f"stop-{self.task_id[:8]}")
+            self._escalation = asyncio.create_task(self._end_for_certain(), name=f"stop-{self.job_id[:8]}")
 
     async def _end_for_certain(self) -> None:
         """Give the worker the grace period, then SIGTERM, then SIGKILL."""
@@ -90,7 +92,7 @@ class LocalRun:
                 await asyncio.wait_for(self.exited.wait(), wait)
                 return
             except TimeoutError:
-                logger.warning("task {} worker did not exit within {:g} s; sending {}", self.task_id, wait,
+                logger.warning("job {} worker did not exit within {:g} s; sending {}", self.job_id, wait,
                                action.__name__.strip("_"))
                 action()
 
@@ -150,8 +152,10 @@ class LocalPool:
     supports_pause = True
 
     def __init__(self, training_function: str, log_level: str, keep_spare: bool,
-                 cpus: tuple[int, ...] | None = None, policy: StopPolicy | None = None, slots: int = 1) -> None:
+                 cpus: tuple[int, ...] | None = None, policy: StopPolicy | None = None, slots: int = 1,
+                 prediction_function: str = "bertd.training.predict_sheet:run_prediction") -> None:
         self._training_function = training_function
+        self._prediction_function = prediction_function
         self._log_level = log_level
         self._keep_spare = keep_spare
         self._cpus = cpus
@@ -174,7 +178,7 @@ class LocalPool:
         process = SPAWN.Process(
             target=worker_main,
             args=(job_reader, report_writer, stop_event, pause_event, self._training_function, self._log_level,
-                  os.getpid(), self._cpus),
+                  os.getpid(), self._cpus, self._prediction_function),
             name="bertd-worker",
             daemon=True,
         )
@@ -193,7 +197,7 @@ class LocalPool:
                 self._spare = self._spawn()
                 logger.debug("spare worker pid {} started", self._spare.process.pid)
 
-    async def start(self, job: TrainingJob) -> LocalRun:
+    async def start(self, job: TrainingJob | PredictionJob) -> LocalRun:
         """Hand the job to the spare (or a new worker) and start forwarding its messages."""
         with self._spare_lock:
             worker = self._spare if self._spare is not None and self._spare.process.is_alive() else None
@@ -201,15 +205,16 @@ class LocalPool:
         if worker is None:
             worker = self._spawn()
         loop = asyncio.get_running_loop()
-        run = LocalRun(job.task_id, worker.process, worker.stop_event, worker.pause_event, self._policy)
+        job_id = job.prediction_id if isinstance(job, PredictionJob) else job.task_id
+        run = LocalRun(job.task_id, job_id, worker.process, worker.stop_event, worker.pause_event, self._policy)
         try:
             worker.jobs.send(job)
         except OSError:
             pass  # it died while idle: the pump reports its exit and the task fails with it
         finally:
             worker.jobs.close()
-        logger.debug("task {} runs in worker pid {}", job.task_id, worker.process.pid)
-        threading.Thread(target=_pump, args=(worker.reports, run, loop), name=f"pump-{job.task_id[:8]}",
+        logger.debug("job {} runs in worker pid {}", job_id, worker.process.pid)
+        threading.Thread(target=_pump, args=(worker.reports, run, loop), name=f"pump-{job_id[:8]}",
                          daemon=True).start()
         self.warm_up()
         return run

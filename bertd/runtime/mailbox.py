@@ -1,10 +1,11 @@
 """A subscriber's bounded queue of live messages, for whoever cannot take them the moment they
 are published (a WebSocket whose client is behind).
 
-Back-pressure: a pending `progress` of a task is replaced by a newer one (newest wins), and so is a
-pending `base_model` message of the same base model (each carries the download's whole state);
-`status`, `epoch`, `warning` and `end` are never dropped. A mailbox that still overflows is marked too slow:
-its reader gets SubscriberTooSlow and should close the connection."""
+Back-pressure: a pending `progress` of a task (or `prediction_progress` of a prediction job) is
+replaced by a newer one (newest wins), and so is a pending `base_model` message of the same base
+model (each carries the download's whole state); `status`, `epoch`, `warning` and `end` are never
+dropped. A mailbox that still overflows is marked too slow: its reader gets SubscriberTooSlow and
+should close the connection."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import asyncio
 from collections import deque
 from typing import Any
 
-COALESCED_TYPES = frozenset({"progress", "base_model"})
+COALESCED_TYPES = frozenset({"progress", "prediction_progress", "base_model"})
 
 
-def _subject(message: dict[str, Any]) -> str | None:
-    """What a message is about: its task, or the base model a `base_model` message describes."""
-    return message.get("task_id") or message.get("name")
+def _subject(message: dict[str, Any]) -> tuple[str | None, str | None]:
+    """What a message is about: its task (and prediction job), or the base model a `base_model`
+    message describes."""
+    return message.get("task_id") or message.get("name"), message.get("prediction_id")
 
 
 class SubscriberTooSlow(Exception):

@@ -1,9 +1,11 @@
 """Admission, dispatch to the executor, stop, pause, resume and delete, and the end of every run.
 
 The queue itself lives in SQLite (status 'queued', in priority then seq order), so it survives
-restarts. Every status change is written first, then announced; a run's ending is written under
-asyncio.shield so that shutting down cannot lose it. The scheduler is the only one that removes
-model folders and checkpoints."""
+restarts. Prediction jobs (prediction_runner.py) wait in the same queue and run in the same slots:
+the next job is whichever of the next task and the next prediction job was created first. Every
+status change is written first, then announced; a run's ending is written under asyncio.shield so
+that shutting down cannot lose it. The scheduler is the only one that removes model folders,
+checkpoints and prediction results."""
 
 from __future__ import annotations
 
@@ -21,14 +23,26 @@ from bertd.runtime.executor import Executor, Run
 from bertd.runtime.gpus import GpuAssigner
 from bertd.runtime.jobs import JobSettings
 from bertd.runtime.model_store import ModelStore
+from bertd.runtime.prediction_files import PredictionFiles
+from bertd.runtime.prediction_runner import PredictionRunner
 from bertd.runtime.resume_policy import ResumePolicy
 from bertd.runtime.supervisor import ActiveRun, ending_of, follow
-from bertd.state.records import RUNNING_STATUSES, TaskRecord, TaskStatus, utc_now
+from bertd.state.records import RUNNING_STATUSES, PredictionRecord, PredictionStatus, TaskRecord, TaskStatus, utc_now
 from bertd.state.store import Store
 
 
 class ShuttingDown(Exception):
     """The server is shutting down and takes no new tasks."""
+
+
+def first_created(task: TaskRecord | None, prediction: PredictionRecord | None) -> TaskRecord | PredictionRecord | None:
+    """The job to start next of the next queued task and the next queued prediction job: a task that
+    continues after a restart goes first (as it does among tasks), otherwise whichever was created
+    first. A prediction job knows the newest task seq at its creation: a task with a larger one
+    came after it."""
+    if task is None or prediction is None:
+        return task or prediction
+    return task if task.priority > 0 or task.seq <= prediction.tasks_seq else prediction
 
 
 class PauseUnsupported(Exception):
@@ -38,7 +52,9 @@ class PauseUnsupported(Exception):
 class Scheduler:
     def __init__(self, store: Store, executor: Executor, announcer: Announcer, model_store: ModelStore, *,
                  max_queued: int, jobs: JobSettings, gpus: GpuAssigner, progress_write_interval: float,
-                 resume: ResumePolicy, next_task: Callable[[], Awaitable[TaskRecord | None]] | None = None) -> None:
+                 resume: ResumePolicy, prediction_files: PredictionFiles,
+                 next_task: Callable[[], Awaitable[TaskRecord | None]] | None = None,
+                 prediction_executor: Executor | None = None) -> None:
         self._store = store
         self._executor = executor
         self._announcer = announcer
@@ -57,10 +73,18 @@ class Scheduler:
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
         executor.on_capacity_change = self._wake.set
+        # Without an executor of their own, prediction jobs share the training slots (FIFO with the
+        # tasks); the cluster gives them the API node's own pool, beside the boxes' slots.
+        self._predictions_share_slots = prediction_executor is None
+        self.predictions = PredictionRunner(store, prediction_executor or executor, announcer, prediction_files,
+                                            jobs=jobs, gpus=gpus, progress_write_interval=progress_write_interval,
+                                            requeue_on_shutdown=resume.enabled, max_queued=max_queued,
+                                            wake=self._wake.set)
 
     @property
     def running_count(self) -> int:
-        return len(self._active)
+        """Worker processes at work: training tasks and prediction jobs."""
+        return len(self._active) + len(self.predictions.active)
 
     @property
     def running_samples_per_second(self) -> float:
@@ -70,6 +94,7 @@ class Scheduler:
 
     async def start(self) -> None:
         await self._reattach_or_recover()
+        await self.predictions.recover()
         # Every active task has a live state in the hub, so subscribers never race the database.
         for task in await self._store.tasks_in((TaskStatus.QUEUED, TaskStatus.PAUSED)):
             self._announcer.live_status(task)
@@ -93,6 +118,7 @@ class Scheduler:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
         running = list(self._active.values())
+        predicting = list(self.predictions.active.values())
         started = time.monotonic()
         if self._executor.keeps_runs_on_shutdown:
             # Runs on other boxes go on; the next start reads their messages on from where these stop.
@@ -103,9 +129,12 @@ class Scheduler:
         else:
             for active in running:
                 self._interrupt(active, StopReason.SHUTDOWN)
-        if self._followers:
-            await asyncio.gather(*self._followers, return_exceptions=True)
+        self.predictions.interrupt_all()
+        if self._followers or self.predictions.followers:
+            await asyncio.gather(*self._followers, *self.predictions.followers, return_exceptions=True)
         await self._executor.close()
+        if not self._predictions_share_slots:
+            await self.predictions.close_executor()
         outcomes = [await self._store.get_task(active.task_id) for active in running]
         counts = {status: sum(1 for task in outcomes if task and task.status == status) for status in TaskStatus}
         queued = len(await self._store.tasks_in((TaskStatus.QUEUED,)))
@@ -114,6 +143,11 @@ class Scheduler:
                     len(running), time.monotonic() - started, counts[TaskStatus.QUEUED], counts[TaskStatus.STOPPED],
                     counts[TaskStatus.FAILED], counts[TaskStatus.COMPLETED],
                     counts[TaskStatus.TRAINING] + counts[TaskStatus.STOPPING], queued)
+        if predicting:
+            ended = [await self._store.get_prediction(active.prediction_id) for active in predicting]
+            logger.info("shutdown: {} running prediction job(s): {} requeued to run again, {} ended", len(predicting),
+                        sum(1 for job in ended if job and job.status == PredictionStatus.QUEUED),
+                        sum(1 for job in ended if job and job.status != PredictionStatus.QUEUED))
 
     async def _reattach_or_recover(self) -> None:
         """Tasks left training or stopping: a run that went on without the server (on another box)
@@ -145,15 +179,41 @@ class Scheduler:
         self._wake.set()
         return stored
 
+    async def submit_prediction(self, job: PredictionRecord) -> PredictionRecord:
+        """Queue a new prediction job. Raises ShuttingDown, or the store's TaskNotCompleted,
+        MissingFile or QueueFull."""
+        if self._closing:
+            raise ShuttingDown()
+        return await self.predictions.submit(job)
+
+    async def _next_job(self) -> TaskRecord | PredictionRecord | None:
+        """The next job that has a free slot: with shared slots, whichever of the next task and the
+        next prediction job was created first; otherwise the next task if a training slot is free,
+        else the next prediction job if one of theirs is."""
+        training_capacity = self._executor.capacity()
+        if self._predictions_share_slots:
+            if self.running_count >= training_capacity:
+                return None
+            return first_created(await self._next_task(), await self._store.next_queued_prediction())
+        task = await self._next_task() if len(self._active) < training_capacity else None
+        if task is not None:
+            return task
+        if len(self.predictions.active) < self.predictions.capacity():
+            return await self._store.next_queued_prediction()
+        return None
+
     async def _dispatch_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while not self._closing and len(self._active) < self._executor.capacity():
-                task = await self._next_task()
-                if task is None:
+            while not self._closing:
+                job = await self._next_job()
+                if job is None:
                     break
-                await self._launch(task)
+                if isinstance(job, PredictionRecord):
+                    await self.predictions.launch(job)
+                else:
+                    await self._launch(job)
 
     async def _launch(self, task: TaskRecord) -> None:
         progress = task.current_progress.updated(phase=Phase.STARTING)
@@ -320,14 +380,17 @@ class Scheduler:
             await active.finished.wait()
 
     async def delete(self, task_id: str) -> bool:
-        """Stop the task if it is active, then remove its record, events, model and checkpoints."""
+        """Stop the task if it is active, then remove its record, events, model and checkpoints, and
+        its prediction jobs (stopped first) with their results."""
         task = await self.stop(task_id)
         if task is None:
             return False
         await self.wait_until_finished(task_id)
+        await self.predictions.stop_all_of(task_id)
         deleted = await self._store.delete_task(task_id)
         self._models.remove(task_id)
         self._models.remove_checkpoints(task_id)
+        self.predictions.files.remove_task(task_id)
         if deleted:
             logger.info("task {} deleted", task_id)
         return deleted

@@ -9,7 +9,13 @@ from bertd import __version__
 from bertd.schema import openapi_base_models
 from bertd.schema.openapi_internal import INTERNAL_PATHS
 from bertd.schema.openapi_parts import COMPONENTS, error_body, json_body, ref, with_message
-from bertd.schema.openapi_ws import WS_ALL_DESCRIPTION, WS_MESSAGE_SCHEMAS, WS_TASK_DESCRIPTION
+from bertd.schema.openapi_predictions import PREDICTION_COMPONENTS, WEBSOCKET, prediction_paths
+from bertd.schema.openapi_ws import (
+    WS_ALL_DESCRIPTION,
+    WS_MESSAGE_SCHEMAS,
+    WS_PREDICTION_DESCRIPTION,
+    WS_TASK_DESCRIPTION,
+)
 from bertd.state.records import TaskStatus
 
 REFUSED_HOST = ("host_not_allowed: the Host header is not an IP address, localhost, this machine's name or in "
@@ -39,7 +45,9 @@ def build_openapi() -> dict[str, Any]:
                 "status": {"type": "string", "enum": ["ok"]}, "version": {"type": "string"},
                 "devices": {"type": "array", "items": {"type": "object"}},
                 "max_concurrent_tasks": {"type": "integer"}, "training": {"type": "integer"},
-                "queued": {"type": "integer"}}}, "Healthy")}}},
+                "queued": {"type": "integer"}, "paused": {"type": "integer"},
+                "running_workers": {"type": "integer", "description": "Training tasks and prediction jobs running"},
+                "predicting": {"type": "integer", "description": "Prediction jobs running"}}}, "Healthy")}}},
         "/": {"get": {"summary": "The web dashboard (HTML; its API calls carry the token)", "security": [],
                       "responses": {"200": {"description": "The dashboard page",
                                             "content": {"text/html": {"schema": {"type": "string"}}}}}}},
@@ -211,6 +219,7 @@ def build_openapi() -> dict[str, Any]:
             },
         },
     }
+    paths.update(prediction_paths(TASK_ID, TICKET))
     ws_messages = {"oneOf": [ref(name) for name in WS_MESSAGE_SCHEMAS]}
     upgrade = {"101": {"description": "Switching Protocols; then JSON text messages, see the description",
                        "content": {"application/json": {"schema": ws_messages}}},
@@ -223,8 +232,13 @@ def build_openapi() -> dict[str, Any]:
         "summary": "Live messages of every task and of base model downloads (WebSocket, for dashboards)",
         "description": WS_ALL_DESCRIPTION,
         "responses": dict(upgrade)}}
+    paths[WEBSOCKET] = {"parameters": [TASK_ID, {"name": "prediction_id", "in": "path", "required": True,
+                                                 "schema": {"type": "string"}}, TICKET], "get": {
+        "summary": "Live messages of one prediction job (WebSocket)",
+        "description": WS_PREDICTION_DESCRIPTION,
+        "responses": {**upgrade, "404": error_body("No such task or prediction job")}}}
     paths.update(openapi_base_models.paths(bad_request))
-    websockets = {"/api/v1/ws", "/api/v1/training/tasks/{task_id}/ws"}
+    websockets = {"/api/v1/ws", "/api/v1/training/tasks/{task_id}/ws", WEBSOCKET}
     for path, item in paths.items():
         for method, operation in item.items():
             if method == "parameters":
@@ -240,7 +254,8 @@ def build_openapi() -> dict[str, Any]:
                                 "{\"error\": {\"code\", \"message\", \"details\"}}."},
         "paths": paths,
         "components": {
-            "schemas": {**COMPONENTS, **openapi_base_models.COMPONENTS, **WS_MESSAGE_SCHEMAS},
+            "schemas": {**COMPONENTS, **PREDICTION_COMPONENTS, **openapi_base_models.COMPONENTS,
+                        **WS_MESSAGE_SCHEMAS},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
                            "description": "Needed when API_TOKEN is set; WebSockets and download "

@@ -34,7 +34,9 @@ INTERNAL_PATHS: dict[str, Any] = {
                        {"name": "run_id", "in": "query", "required": True, "schema": {"type": "string"}}],
         "put": {"summary": "Workers: the trained model (.tar.gz, sha256 in X-Content-SHA256), put in place before "
                            "the task completes", "security": WORKER_ONLY,
-                "requestBody": {"required": True, "content": {"application/gzip": BINARY}},
+                "requestBody": {"required": True, "description": "A .tar.gz of the model folder (workers send it "
+                                "as application/gzip; the content type is not checked, the sha256 is)",
+                                "content": {"application/octet-stream": BINARY}},
                 "responses": {
                     "200": json_body({"type": "object", "properties": {"artifacts": {"type": "object"}}},
                                      "In place; the artifacts as the API node has them"),

@@ -153,7 +153,7 @@ COMPONENTS: dict[str, Any] = {
         "required": ["id", "at", "type", "data"],
         "properties": {"id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
                        "type": {"type": "string", "enum": ["status", "epoch", "evaluation", "warning", "resumed",
-                                                            "callback"]},
+                                                            "callback", "prediction"]},
                        "data": {"type": "object"}},
     },
 }

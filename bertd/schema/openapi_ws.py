@@ -1,4 +1,4 @@
-"""The WebSocket part of the OpenAPI document: every live message's schema and the two streams'
+"""The WebSocket part of the OpenAPI document: every live message's schema and the streams'
 descriptions (the HTTP routes are in openapi.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 from bertd.schema.openapi_base_models import BASE_MODEL
 from bertd.schema.openapi_parts import COMPONENTS, NULLABLE_NUMBER, TASK_ERROR, ref
-from bertd.state.records import TaskStatus
+from bertd.state.records import PredictionStatus, TaskStatus
 
 
 def _message(kind: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -19,9 +19,11 @@ def _message(kind: str, description: str, properties: dict[str, Any], required: 
 
 WS_MESSAGE_SCHEMAS: dict[str, Any] = {
     "WsSnapshot": _message("snapshot", "First message. Per task: the task as of `seq`; on /api/v1/ws: "
-                           "every active task, each with its own `seq`, and `base_models`, the downloads "
-                           "running or failed.",
+                           "every active task, each with its own `seq`, every queued or running prediction job "
+                           "(each with the `seq` of its own stream), and `base_models`, the downloads running or "
+                           "failed.",
                            {"task": ref("Task"), "tasks": {"type": "array", "items": ref("Task")},
+                            "predictions": {"type": "array", "items": ref("PredictionJob")},
                             "base_models": {"type": "array", "items": ref("BaseModel")}}, []),
     "WsProgress": _message("progress", "Step-level progress; a slow client gets only the newest. In phase "
                            "downloading_base_model it carries the download's bytes.",
@@ -62,6 +64,25 @@ WS_MESSAGE_SCHEMAS: dict[str, Any] = {
     },
 }
 
+PREDICTION_ID = {"prediction_id": {"type": "string"}}
+WS_MESSAGE_SCHEMAS.update({
+    "WsPredictionSnapshot": _message("prediction_snapshot", "First message of a prediction job's stream: the job as "
+                                     "of `seq` (numbered per prediction job).",
+                                     {**PREDICTION_ID, "prediction": ref("PredictionJob")},
+                                     ["task_id", "prediction_id", "seq", "prediction"]),
+    "WsPredictionProgress": _message("prediction_progress", "Rows done of a running prediction job; a slow client "
+                                     "gets only the newest.", {
+        **PREDICTION_ID, "phase": {"type": "string"}, "progress": {"type": "number"}, "rows_done": {"type": "integer"},
+        "rows_total": {"type": ["integer", "null"]}, "rows_per_second": {"type": ["number", "null"]},
+        "eta_seconds": {"type": ["number", "null"]}}, ["task_id", "prediction_id", "seq", "rows_done"]),
+    "WsPredictionStatus": _message("prediction_status", "A prediction job's status change.", {
+        **PREDICTION_ID, "status": {"type": "string", "enum": [str(status) for status in PredictionStatus]},
+        "error_message": {"type": "string"}}, ["task_id", "prediction_id", "seq", "status"]),
+    "WsPredictionEnd": _message("prediction_end", "The prediction job ended; its full record. Its stream then "
+                                "closes with 1000.", {**PREDICTION_ID, "prediction": ref("PredictionJob")},
+                                ["task_id", "prediction_id", "seq", "prediction"]),
+})
+
 WS_TASK_DESCRIPTION = """\
 Messages are JSON text frames: first `snapshot`, then `progress`, `epoch`, `warning` and `status`
 with `seq` increasing by one per message of this task, finally `end` and a close with code 1000.
@@ -80,11 +101,30 @@ Example session:
 <- close 1000
 ```"""
 
+WS_PREDICTION_DESCRIPTION = """\
+A prediction job's live messages: first `prediction_snapshot`, then `prediction_progress` (rows done,
+rows per second; may be coalesced) and `prediction_status`, with `seq` increasing by one per message
+of this job, finally `prediction_end` (the full job) and a close with code 1000. A job that already
+ended gives `prediction_snapshot`, `prediction_end`, close. A task's own stream ends with the task,
+before any prediction job of it can run, so prediction jobs have streams of their own (and show on
+/api/v1/ws). Unknown job: 404 before the upgrade.
+
+Example session:
+```
+<- {"type": "prediction_snapshot", "task_id": "3f2c", "prediction_id": "9a1b", "seq": 2, "prediction": {...}}
+<- {"type": "prediction_progress", "task_id": "3f2c", "prediction_id": "9a1b", "seq": 5, "rows_done": 4096, ...}
+<- {"type": "prediction_status", "task_id": "3f2c", "prediction_id": "9a1b", "seq": 9, "status": "completed"}
+<- {"type": "prediction_end", "task_id": "3f2c", "prediction_id": "9a1b", "seq": 10, "prediction": {...}}
+<- close 1000
+```"""
+
 WS_ALL_DESCRIPTION = """\
 The same messages for every task, each with its `task_id`, after a first
-`{"type": "snapshot", "tasks": [...], "base_models": [...]}` of the active tasks (each with its own
-`seq`: ignore a live message whose `seq` is not above it) and of the base model downloads running
-or failed. The stream stays open; `end` does not close it.
+`{"type": "snapshot", "tasks": [...], "predictions": [...], "base_models": [...]}` of the active
+tasks and the queued or running prediction jobs (each with its own `seq`: ignore a live message
+whose `seq` is not above it) and of the base model downloads running or failed. Prediction jobs'
+messages (`prediction_status`, `prediction_progress`, `prediction_end`) carry their `prediction_id`
+and are numbered per prediction job. The stream stays open; `end` does not close it.
 
 Base model downloads (POST /api/v1/base-models, or a task whose base model is missing) come as
 `base_model` messages, a few a second while one runs, each with the model's whole state:

@@ -70,6 +70,20 @@ class PredictRequest(Frozen):
         return texts
 
 
+MAX_PREDICTION_TOP_K = 100
+
+
+class PredictionJobRequest(Frozen):
+    file: NonEmptyText = Field(description="Filename of an upload (POST /api/v1/files) holding the texts.")
+    sheet_name: NonEmptyText | None = Field(None, description="Sheet to predict; null means the first sheet.")
+    text_column: NonEmptyText = Field(description="Column holding the texts to classify.")
+    top_k: int = Field(1, ge=1, le=MAX_PREDICTION_TOP_K, description=(
+        "How many ranked labels each row gets (at most the model's number of labels): predicted_label and "
+        "predicted_score, then predicted_label_2, predicted_score_2 ..."))
+    threshold: float | None = Field(None, ge=0, le=1, description=(
+        "A label whose score is below it is left empty (its score is kept); null: every row gets its best labels."))
+
+
 # Paths a ticket can open: WebSockets (…/ws) and downloads (…/download) under /api/v1/.
 TICKET_PATH_PATTERN = r"^/api/v1/[^?#\s]*/(ws|download)$|^/api/v1/ws$"
 PATTERN_HINTS["path"] = Text("must be the path of a WebSocket or a download under /api/v1/, without a query, "

@@ -26,6 +26,7 @@ from bertd.runtime.hub import Hub
 from bertd.runtime.jobs import JobSettings
 from bertd.runtime.local_pool import LocalPool, StopPolicy
 from bertd.runtime.model_store import ModelStore
+from bertd.runtime.prediction_files import PredictionFiles
 from bertd.runtime.predictor import ModelCache
 from bertd.runtime.resume_policy import ResumePolicy
 from bertd.runtime.scheduler import Scheduler
@@ -66,7 +67,8 @@ async def data_folders(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     logger.info("configuration: {}", config.masked())
     warn_if_exposed(config)
-    for folder in (config.data_dir, config.uploads_dir, config.models_dir, config.effective_base_models_dir):
+    for folder in (config.data_dir, config.uploads_dir, config.models_dir, config.predictions_dir,
+                   config.effective_base_models_dir):
         folder.mkdir(parents=True, exist_ok=True)
     # Temporary upload files of a crashed server are never referenced; clear them.
     for leftover in config.uploads_dir.glob(".upload-*"):
@@ -124,8 +126,20 @@ def make_executor(app: web.Application) -> Executor:
         from bertd.cluster.executor import CeleryExecutor
 
         return CeleryExecutor(config.broker_url, app[STORE])
+    return local_pool(config)
+
+
+def local_pool(config: Config) -> LocalPool:
     return LocalPool(config.training_function, config.log_level, config.keep_spare_worker, config.worker_cpus,
-                     StopPolicy(config.stop_grace_seconds, config.kill_wait_seconds), config.max_concurrent_tasks)
+                     StopPolicy(config.stop_grace_seconds, config.kill_wait_seconds), config.max_concurrent_tasks,
+                     config.prediction_function)
+
+
+def prediction_pool(app: web.Application) -> Executor | None:
+    """With workers on other boxes, prediction jobs run in this node's own pool (MAX_CONCURRENT_TASKS
+    of them at once), where the models, the uploads and the results are; without, they share the
+    training pool's slots."""
+    return local_pool(app[CONFIG]) if app[CONFIG].broker_url else None
 
 
 async def base_model_downloads(app: web.Application) -> AsyncIterator[None]:
@@ -159,7 +173,8 @@ async def scheduler(app: web.Application) -> AsyncIterator[None]:
                         gpus=GpuAssigner(gpus), progress_write_interval=config.progress_write_interval,
                         resume=ResumePolicy(config.resume_interrupted_tasks, config.max_resumes,
                                             config.keep_checkpoints),
-                        next_task=gate.next_task)
+                        prediction_files=PredictionFiles(config.predictions_dir), next_task=gate.next_task,
+                        prediction_executor=prediction_pool(app))
     app[SCHEDULER] = running
     app[BASE_MODEL_GATE] = gate
     await running.start()

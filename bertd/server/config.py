@@ -84,6 +84,8 @@ class Config:
     worker_token: str | None = field(default=None, repr=False)
     # Dotted path of the function a worker runs; tests swap in a fast stand-in for scheduler cases.
     training_function: str = "bertd.training.loop:run_training"
+    # The same for prediction jobs.
+    prediction_function: str = "bertd.training.predict_sheet:run_prediction"
 
     @property
     def uploads_dir(self) -> Path:
@@ -96,6 +98,10 @@ class Config:
     @property
     def checkpoints_dir(self) -> Path:
         return self.data_dir / "checkpoints"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.data_dir / "predictions"
 
     @property
     def effective_base_models_dir(self) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bertd.api import base_models, files, internal, service, tasks, tickets, trained_model, workers, ws
+from bertd.api import base_models, files, internal, predictions, service, tasks, tickets, trained_model, workers, ws
 
 DASHBOARD_DIR = Path(__file__).parent.parent / "static"
 
@@ -54,4 +54,13 @@ def add_routes(app: web.Application, swagger_ui_dir: Path) -> None:
     app.router.add_post("/api/v1/training/tasks/{task_id}/predict", trained_model.predict)
     app.router.add_get("/api/v1/training/tasks/{task_id}/download", trained_model.download)
     app.router.add_get("/api/v1/training/tasks/{task_id}/ws", ws.task_stream)
+
+    jobs = "/api/v1/training/tasks/{task_id}/predictions"
+    app.router.add_post(jobs, predictions.create_prediction)
+    app.router.add_get(jobs, predictions.list_predictions)
+    app.router.add_get(jobs + "/{prediction_id}", predictions.get_prediction)
+    app.router.add_delete(jobs + "/{prediction_id}", predictions.delete_prediction)
+    app.router.add_post(jobs + "/{prediction_id}/stop", predictions.stop_prediction)
+    app.router.add_get(jobs + "/{prediction_id}/download", predictions.download_prediction)
+    app.router.add_get(jobs + "/{prediction_id}/ws", ws.prediction_stream)
     app.router.add_get("/api/v1/ws", ws.all_tasks_stream)

@@ -179,3 +179,102 @@ class DownloadRecord:
     bytes_done: int = 0
     bytes_total: int | None = None
     error: TaskError | None = None
+class PredictionStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+PREDICTION_TERMINAL = frozenset({PredictionStatus.COMPLETED, PredictionStatus.FAILED, PredictionStatus.STOPPED})
+# running -> queued: back in the queue after a shutdown or crash, to run again from the start.
+PREDICTION_TRANSITIONS: dict[PredictionStatus, frozenset[PredictionStatus]] = {
+    PredictionStatus.QUEUED: frozenset({PredictionStatus.RUNNING, PredictionStatus.STOPPED, PredictionStatus.FAILED}),
+    PredictionStatus.RUNNING: frozenset({PredictionStatus.COMPLETED, PredictionStatus.FAILED, PredictionStatus.STOPPED,
+                                         PredictionStatus.QUEUED}),
+    PredictionStatus.COMPLETED: frozenset(),
+    PredictionStatus.FAILED: frozenset(),
+    PredictionStatus.STOPPED: frozenset(),
+}
+
+
+def prediction_sources_of(target: PredictionStatus) -> tuple[PredictionStatus, ...]:
+    return tuple(source for source, targets in PREDICTION_TRANSITIONS.items() if target in targets)
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """A prediction job: one sheet of an upload through a completed task's model."""
+
+    seq: int
+    prediction_id: str
+    task_id: str
+    status: PredictionStatus
+    file: str
+    sheet_name: str
+    text_column: str
+    top_k: int
+    threshold: float | None
+    # The newest task seq when the job was created: tasks with a larger one came after it.
+    tasks_seq: int
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    phase: str | None = None
+    rows_done: int = 0
+    rows_total: int | None = None
+    rows_per_second: float | None = None
+    rows_empty: int | None = None
+    rows_below_threshold: int | None = None
+    label_counts: dict[str, int] | None = None
+    columns: list[str] | None = None
+    output_path: str | None = None
+    seconds: float | None = None
+    error_message: str | None = None
+    # 1 = the next job to start (tasks and prediction jobs together); None unless queued.
+    queue_position: int | None = None
+
+    @property
+    def download_name(self) -> str:
+        """What the result is called when downloaded: <input stem>-predicted<suffix>."""
+        stem, dot, suffix = self.file.rpartition(".")
+        return f"{stem}-predicted.{suffix}" if dot else f"{self.file}-predicted"
+
+    @property
+    def progress_percentage(self) -> float:
+        if self.status == PredictionStatus.COMPLETED:
+            return 100.0
+        return round(100.0 * self.rows_done / self.rows_total, 2) if self.rows_total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        remaining = (self.rows_total or 0) - self.rows_done
+        eta = (round(remaining / self.rows_per_second, 1) if self.status == PredictionStatus.RUNNING
+               and self.rows_per_second and self.rows_total else None)
+        return {
+            "prediction_id": self.prediction_id,
+            "task_id": self.task_id,
+            "status": str(self.status),
+            "file": self.file,
+            "sheet_name": self.sheet_name,
+            "text_column": self.text_column,
+            "top_k": self.top_k,
+            "threshold": self.threshold,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "queue_position": self.queue_position,
+            "phase": self.phase or str(self.status),
+            "progress": self.progress_percentage,
+            "rows_done": self.rows_done,
+            "rows_total": self.rows_total,
+            "rows_per_second": self.rows_per_second,
+            "eta_seconds": eta,
+            "rows_empty": self.rows_empty,
+            "rows_below_threshold": self.rows_below_threshold,
+            "label_counts": self.label_counts,
+            "output_columns": self.columns,
+            "seconds": self.seconds,
+            "download_name": self.download_name if self.status == PredictionStatus.COMPLETED else None,
+            "error_message": self.error_message,
+        }

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from bertd.protocol import Artifacts, Hyperparameters, Progress, TaskError
 from bertd.sheets import SheetInfo
+from bertd.state.prediction_store import PredictionStatements
 from bertd.state.records import (
     ACTIVE_STATUSES,
     DownloadRecord,
@@ -26,7 +27,8 @@ from bertd.state.records import (
 )
 
 # The dispatch order of queued tasks: priority (higher first), then seq. queue_position counts
-# the queued tasks at or before this one in that order.
+# the queued tasks at or before this one in that order, and the prediction jobs that go before it
+# (created earlier, unless the task continues after a restart).
 DISPATCH_ORDER = "priority DESC, seq"
 TASK_COLUMNS = """
     seq, task_id, status, model_name_cn, model_name_en, base_model, training_data_file,
@@ -36,6 +38,8 @@ TASK_COLUMNS = """
     CASE WHEN status = 'queued'
          THEN (SELECT COUNT(*) FROM tasks AS earlier WHERE earlier.status = 'queued'
                AND (earlier.priority > tasks.priority OR (earlier.priority = tasks.priority AND earlier.seq <= tasks.seq)))
+            + (SELECT COUNT(*) FROM prediction_jobs WHERE prediction_jobs.status = 'queued' AND tasks.priority = 0
+               AND prediction_jobs.tasks_seq < tasks.seq)
     END AS queue_position
 """
 
@@ -102,9 +106,10 @@ class QueueFull(Exception):
     """As many tasks as allowed are already waiting."""
 
 
-class Store:
-    """The one path to SQLite. Writes are serialised by a lock so no coroutine's statement
-    can slip into another's transaction on the shared connection."""
+class Store(PredictionStatements):
+    """The one path to SQLite (prediction jobs' statements are in prediction_store.py). Writes are
+    serialised by a lock so no coroutine's statement can slip into another's transaction on the
+    shared connection."""
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
@@ -156,13 +161,15 @@ class Store:
         return [_file_from_row(row) for row in rows]
 
     async def delete_file_unless_used(self, filename: str) -> list[str] | None:
-        """Delete the file's record unless an active task uses it.
-        Returns None when it was deleted, else the ids of the tasks that use it."""
+        """Delete the file's record unless an active task or a queued or running prediction job uses it.
+        Returns None when it was deleted, else the ids of the tasks and prediction jobs that use it."""
         async with self._transaction() as connection:
             async with connection.execute(
                 f"SELECT task_id FROM tasks WHERE status IN ({_placeholders(ACTIVE)}) "
-                "AND (training_data_file = ? OR validation_data_file = ?) ORDER BY seq",
-                (*ACTIVE, filename, filename),
+                "AND (training_data_file = ? OR validation_data_file = ?) "
+                "UNION ALL SELECT prediction_id FROM prediction_jobs WHERE status IN ('queued', 'running') "
+                "AND file = ?",
+                (*ACTIVE, filename, filename, filename),
             ) as cursor:
                 users = [row["task_id"] for row in await cursor.fetchall()]
             if users:

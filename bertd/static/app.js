@@ -402,11 +402,17 @@ function retryGlobalSocket() {
 }
 
 function onGlobalMessage(message) {
+  // Prediction jobs (predictions.js) have streams of their own; their messages carry prediction_id.
+  if (message.type.startsWith("prediction_")) {
+    window.onPredictionMessage?.(message);
+    return;
+  }
   if (message.type === "base_model") {  // a download's state (base_models.js); no task_id
     onBaseModelMessage(message);
     return;
   }
   if (message.type === "snapshot") {
+    window.onPredictionMessage?.(message);
     for (const task of message.tasks || []) mergeSnapshotTask(task, task.seq);
     onBaseModelSnapshot(message.base_models || []);
     renderTaskList();
@@ -642,6 +648,7 @@ async function loadFiles(preferred) {
     ...state.files.map((f) => [f.filename, f.filename])], validation.value);
   onTrainingFileChange();
   onValidationFileChange();
+  window.fillPredictionFiles?.();
 }
 
 function fillSelect(select, options, wanted, emptyLabel = null) {
@@ -1065,6 +1072,7 @@ function renderTaskView(task) {
   renderMetrics(task);
   renderHyperparameters(task);
   $("predict-card").hidden = task.status !== "completed";
+  window.renderPredictionCard?.(task);
   scheduleChartDraw();
 }
 
@@ -1255,6 +1263,15 @@ function describeEvent(event, task) {
       : t("epoch {epoch}: val accuracy {accuracy}, macro-F1 {f1}, val loss {loss}", values);
   }
   if (event.type === "warning") return d.message ?? "";
+  if (event.type === "prediction") {
+    const values = { id: String(d.prediction_id).slice(0, 8), file: d.file, sheet: d.sheet_name, status: word(d.status),
+      rows: isNumber(d.rows_total) ? formatNumber(d.rows_total) : "" };
+    const what = !d.file ? t("prediction job {id} {status}", values)
+      : d.sheet_name ? t("prediction job {id} of {file} ({sheet}) {status}", values)
+        : t("prediction job {id} of {file} {status}", values);
+    const counted = isNumber(d.rows_total) ? t("{what}: {rows} rows", { what, rows: values.rows }) : what;
+    return d.error_message ? t("{what}: {message}", { what: counted, message: d.error_message }) : counted;
+  }
   if (event.type === "resumed") {
     const where = d.epoch_complete
       ? t("continues from its checkpoint at the end of epoch {epoch} (step {step})", { epoch: d.epoch, step: d.step })

@@ -97,6 +97,9 @@ const WORDS = {
   loading_model: N_("loading model"), evaluating: N_("evaluating"), saving: N_("saving"), pausing: N_("pausing"),
   downloading: N_("downloading"), ready: N_("ready"), deleted: N_("deleted"),
   local: N_("local"), huggingface: N_("Hugging Face"), modelscope: N_("ModelScope"),
+  // A prediction job's status and phases, and its event.
+  running: N_("running"), reading: N_("reading"), predicting: N_("predicting"), writing: N_("writing"),
+  prediction: N_("prediction"),
   connecting: N_("connecting"), live: N_("live"), offline: N_("offline"),
   status: N_("status"), epoch: N_("epoch"), evaluation: N_("evaluation"), warning: N_("warning"),
   resumed: N_("resumed"), checkpoint: N_("checkpoint"), checkpoint_failed: N_("checkpoint failed"),

@@ -51,6 +51,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from bertd.runtime.base_models.partial import git_blob_sha1, sha256_of
+
 # Files the Hub keeps in Git LFS in a typical model repo (its .gitattributes); anything larger than
 # LFS_SIZE_THRESHOLD is treated as LFS too.
 LFS_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".onnx", ".ot", ".pt", ".pth", ".ckpt", ".model")
@@ -133,22 +135,6 @@ class _DropRule:
     remaining: int
 
 
-def _git_blob_sha1(data_size: int, digest_source: Path) -> str:
-    sha1 = hashlib.sha1(f"blob {data_size}\0".encode())
-    with digest_source.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha1.update(block)
-    return sha1.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    sha256 = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha256.update(block)
-    return sha256.hexdigest()
-
-
 def _lfs_pointer_sha1(sha256: str, size: int) -> str:
     pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
     return hashlib.sha1(f"blob {len(pointer)}\0".encode() + pointer).hexdigest()
@@ -167,9 +153,9 @@ def load_repo(repo_id: str, folder: Path) -> Repo:
             continue
         path = relative.as_posix()
         size = local.stat().st_size
-        sha256 = _sha256(local)
+        sha256 = sha256_of(local)
         lfs = path.endswith(LFS_SUFFIXES) or size > LFS_SIZE_THRESHOLD
-        blob_id = _lfs_pointer_sha1(sha256, size) if lfs else _git_blob_sha1(size, local)
+        blob_id = _lfs_pointer_sha1(sha256, size) if lfs else git_blob_sha1(local, size)
         files[path] = RepoFile(path, local, size, blob_id, sha256, lfs)
     commit = hashlib.sha1(repo_id.encode())
     for path, repo_file in files.items():

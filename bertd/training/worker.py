@@ -1,6 +1,8 @@
-"""The worker process's entry point: run one job, send its messages, always end with one verdict.
+"""The worker process's entry point: run one job (training or a prediction job), send its messages,
+always end with one verdict.
 
-Imports neither aiohttp nor aiosqlite; torch arrives only through the training function."""
+Imports neither aiohttp nor aiosqlite; torch arrives only through the training and prediction
+functions, both imported while the worker is still a spare, so either kind of job starts at once."""
 
 from __future__ import annotations
 
@@ -24,7 +26,10 @@ from bertd.protocol import (
     Completed,
     Failed,
     Interruption,
+    Job,
     Paused,
+    PredictionCompleted,
+    PredictionJob,
     Stopped,
     TaskError,
     TrainingInputError,
@@ -64,14 +69,16 @@ def load_function(dotted: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def task_error(error: BaseException) -> TaskError:
-    """What a user reads of a failed run: what went wrong (short, never cut inside a word) and
-    what to do. The traceback of an unexpected error goes to the log."""
+def task_error(error: BaseException, doing: str = "training") -> TaskError:
+    """What a user reads of a failed run (`doing`: training or prediction): what went wrong (short,
+    never cut inside a word) and what to do. The traceback of an unexpected error goes to the log."""
+    training = doing == "training"
     if isinstance(error, TrainingInputError):
         return error.task_error.model_copy(update={"message": shortened(str(error))})
     if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
         return TaskError.of("out_of_memory", Text("out of GPU memory"), Text(
-            "lower hyperparameters.batch_size or max_sequence_length, or raise gradient_accumulation_steps"))
+            "lower hyperparameters.batch_size or max_sequence_length, or raise gradient_accumulation_steps")
+            if training else Text("run it when no other job uses the GPU"))
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES,
                                                        errno.EROFS):
         where = shortened(str(error.filename), MAX_MESSAGE_CHARACTERS // 2) if error.filename else None
@@ -80,15 +87,18 @@ def task_error(error: BaseException) -> TaskError:
         return TaskError.of("disk", message, Text("free disk space in DATA_DIR or make it writable"))
     if isinstance(error, MemoryError):
         return TaskError.of("out_of_memory", Text("out of memory"),
-                            Text("lower hyperparameters.batch_size or max_sequence_length"))
+                            Text("lower hyperparameters.batch_size or max_sequence_length") if training
+                            else Text("split the sheet into smaller files"))
     first_line = " ".join((str(error).strip().splitlines() or [""])[0].split())
     kind = type(error).__name__
+    failed = (Text("training failed with {kind}", kind=kind) if training
+              else Text("prediction failed with {kind}", kind=kind))
     # Say less rather than cut: a reason too long to read whole is left to the log.
-    message = (Text("training failed with {kind}: {reason}", kind=kind, reason=first_line)
-               if first_line and len(kind) + len(first_line) + 24 <= MAX_MESSAGE_CHARACTERS
-               else Text("training failed with {kind}", kind=kind))
-    return TaskError.of("training_error", message, Text(
-        "the server log has the traceback under this task's id; if it happens again, report it"))
+    if first_line and len(str(failed)) + len(first_line) + 2 <= MAX_MESSAGE_CHARACTERS:
+        failed = (Text("training failed with {kind}: {reason}", kind=kind, reason=first_line) if training
+                  else Text("prediction failed with {kind}: {reason}", kind=kind, reason=first_line))
+    return TaskError.of(f"{doing}_error", failed, Text(
+        "the server log has the traceback under this job's id; if it happens again, report it"))
 
 
 def worker_main(
@@ -100,8 +110,10 @@ def worker_main(
     log_level: str,
     parent_pid: int,
     cpus: tuple[int, ...] | None = None,
+    prediction_function: str = "bertd.training.predict_sheet:run_prediction",
 ) -> None:
-    """Import the training code, wait for one job, run it, report, exit."""
+    """Import the training and prediction code, wait for one job, run the function for its kind,
+    report, exit."""
     die_with_parent(parent_pid)
     if cpus and hasattr(os, "sched_setaffinity"):
         # Before torch starts its thread pool, so every thread stays on these cores.
@@ -124,21 +136,32 @@ def worker_main(
     # The imports (torch, transformers) happen while the worker is still a spare, before any job,
     # at low CPU priority so that a task training meanwhile keeps its cores.
     restore_priority = low_until_job(jobs)
-    train: Any = None
-    import_error: BaseException | None = None
+    dotted = {TrainingJob: training_function, PredictionJob: prediction_function}
+    functions: dict[type, Any] = {}
+    import_errors: dict[type, BaseException] = {}
+
+    def load(kind: type) -> None:
+        if kind not in functions and kind not in import_errors:
+            try:
+                functions[kind] = load_function(dotted[kind])
+            except BaseException as error:  # noqa: BLE001 - reported once there is a job to fail
+                import_errors[kind] = error
+
+    load(TrainingJob)
+    # A spare, still waiting, imports the prediction code too (cheap once torch is in). A worker
+    # whose job is already there (started for it) goes straight to it and imports what it needs.
+    if not jobs.poll(0):
+        load(PredictionJob)
     try:
-        train = load_function(training_function)
-    except BaseException as error:  # noqa: BLE001 - reported once there is a job to fail
-        import_error = error
-    try:
-        job: TrainingJob = jobs.recv()
+        job: Job = jobs.recv()
     except (EOFError, OSError):
         return  # the server closed the spare without a job
     finally:
         jobs.close()
     restore_priority()  # before the job starts threads of its own, which would inherit a low one
-    log = logger.bind(task=job.task_id)
-    log.debug("worker {} took the job", os.getpid())
+    predicting = isinstance(job, PredictionJob)
+    log = logger.bind(task=job.prediction_id if predicting else job.task_id)
+    log.debug("worker {} took the {} job", os.getpid(), "prediction" if predicting else "training")
 
     # Checkpoints are written by a background thread: one lock keeps its messages and the loop's
     # from interleaving on the pipe.
@@ -153,18 +176,21 @@ def worker_main(
             return Interruption.STOP
         return Interruption.PAUSE if pause_event.is_set() else None
 
-    # Whatever the run leaves on disk when it does not complete (a .partial model folder) is the
-    # server's to remove: it owns the model store.
+    # Whatever the run leaves on disk when it does not complete (a .partial model folder or result
+    # file) is the server's to remove: it owns the model and prediction stores.
+    kind = type(job)
+    load(kind)
     try:
-        if import_error is not None:
-            raise import_error
-        verdict: Completed | Stopped | Paused | Failed = train(job, report, interruption)
+        if kind in import_errors:
+            raise import_errors[kind]
+        verdict: Completed | PredictionCompleted | Stopped | Paused | Failed = functions[kind](job, report,
+                                                                                             interruption)
     except TrainingStopped:
         verdict = Stopped()
     except TrainingPaused as paused:
         verdict = Paused(epoch=paused.epoch, step=paused.step)
     except BaseException as error:  # noqa: BLE001 - every failure must reach the server as a verdict
-        detail = task_error(error)
+        detail = task_error(error, "prediction" if predicting else "training")
         verdict = Failed(error=detail.text, detail=detail, expected=isinstance(error, TrainingInputError),
                          traceback="".join(traceback.format_exception(error)))
     try:
@@ -172,6 +198,6 @@ def worker_main(
     except (OSError, ValueError):
         if isinstance(verdict, Failed):
             # The server is gone: the log is the only place left for the traceback.
-            log.error("task {} failed: {}\n{}", job.task_id, verdict.error, verdict.traceback)
+            log.error("job failed: {}\n{}", verdict.error, verdict.traceback)
     finally:
         connection.close()

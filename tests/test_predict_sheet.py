@@ -1,0 +1,85 @@
+"""The prediction engine in-process, on a randomly initialised classifier: batching, column names,
+a stop, refusals, and a UTF-8 CSV file with a byte order mark written back as it came."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertd.protocol import Interruption, PredictionJob, TrainingInputError, TrainingStopped, partial_path
+from bertd.training.predict_sheet import length_batches, output_columns, run_prediction
+
+from conftest import TINY_MODEL
+from datagen import LABEL_WORDS, labelled_frame
+
+
+@pytest.fixture(scope="module")
+def classifier(base_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    labels = sorted(LABEL_WORDS)
+    directory = tmp_path_factory.mktemp("classifier")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_models_dir / TINY_MODEL, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: index for index, label in enumerate(labels)})
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(base_models_dir / TINY_MODEL).save_pretrained(directory)
+    return directory
+
+
+def job_for(classifier: Path, data: Path, output: Path, **settings: object) -> PredictionJob:
+    values: dict[str, object] = {"prediction_id": "p", "task_id": "t", "model_dir": str(classifier),
+                                 "input_path": str(data), "input_name": data.name, "sheet_name": None,
+                                 "text_column": "内容", "output_path": str(output), "max_length": 32, "cpu_threads": 1}
+    values.update(settings)
+    return PredictionJob(**values)  # type: ignore[arg-type]
+
+
+def test_batches_hold_each_row_once_longest_first_within_the_token_budget() -> None:
+    lengths = np.random.default_rng(0).integers(1, 300, size=1000)
+    batches = length_batches(lengths, 4096)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    widths = [int(lengths[batch].max()) for batch in batches]
+    assert widths == sorted(widths, reverse=True)
+    assert all(len(batch) * width <= 4096 for batch, width in zip(batches, widths, strict=True))
+
+
+def test_new_columns_take_a_suffix_only_when_a_name_is_taken() -> None:
+    assert output_columns(2, ["内容"]) == ["predicted_label", "predicted_score", "predicted_label_2",
+                                          "predicted_score_2"]
+    assert output_columns(1, ["predicted_score", "predicted_label.1"]) == ["predicted_label.2", "predicted_score.2"]
+
+
+def test_a_utf8_csv_with_a_byte_order_mark_comes_back_with_it(classifier: Path, tmp_path: Path) -> None:
+    data = tmp_path / "bom.csv"
+    frame = labelled_frame(rows_per_label=3, seed=2)
+    data.write_bytes(frame.to_csv(index=False, lineterminator="\n").encode("utf-8-sig"))
+    result = run_prediction(job_for(classifier, data, tmp_path / "out.csv", top_k=2), lambda _: None, lambda: None)
+    written = (tmp_path / "out.csv").read_bytes()
+    assert written.startswith(b"\xef\xbb\xbf") and b"\r\n" not in written
+    lines = written.decode("utf-8-sig").splitlines()
+    original = data.read_bytes().decode("utf-8-sig").splitlines()
+    assert lines[0] == original[0] + ",predicted_label,predicted_score,predicted_label_2,predicted_score_2"
+    assert all(line.startswith(before + ",") for line, before in zip(lines[1:], original[1:], strict=True))
+    assert (result.rows_total, result.rows_empty, sum(result.label_counts.values())) == (9, 0, 9)
+
+
+def test_a_stop_ends_the_job_without_a_result_and_bad_input_is_a_clear_error(classifier: Path, tmp_path: Path) -> None:
+    data = tmp_path / "rows.csv"
+    labelled_frame(rows_per_label=5, seed=1).to_csv(data, index=False)
+    output = tmp_path / "out.csv"
+    calls = iter([None, None, Interruption.STOP])
+    with pytest.raises(TrainingStopped):
+        run_prediction(job_for(classifier, data, output), lambda _: None, lambda: next(calls, Interruption.STOP))
+    assert not output.exists() and not partial_path(output).exists()
+
+    with pytest.raises(TrainingInputError, match="text column '正文' not found in rows.csv; columns are: 编号, 内容, 标签"):
+        run_prediction(job_for(classifier, data, output, text_column="正文"), lambda _: None, lambda: None)
+    with pytest.raises(TrainingInputError, match="top_k 4 is more than the model's 3 labels"):
+        run_prediction(job_for(classifier, data, output, top_k=4), lambda _: None, lambda: None)
+    with pytest.raises(TrainingInputError, match="no longer on disk"):
+        run_prediction(job_for(classifier, data, output, model_dir=str(tmp_path / "gone")), lambda _: None,
+                       lambda: None)
+    assert not output.exists()
