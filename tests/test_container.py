@@ -23,6 +23,8 @@ import pytest
 
 from bertd import __version__
 
+pytestmark = pytest.mark.container
+
 IMAGE_VARIABLE = "BERTD_TEST_IMAGE"
 # `bertd demo --url` names the base model; inside the container it builds this tiny one into
 # DEMO_DIR/base_models, where the server looks for base models (BASE_MODELS_DIR).

@@ -52,7 +52,7 @@ async def test_starting_and_stopping_leaves_nothing_behind(tmp_path: Path, base_
     before = resources()
     for round_ in range(2):
         await run_once(tmp_path / f"round-{round_}", base_models_dir, csv_file)
-    for _ in range(50):  # the spare's exit and the pump threads' ends are seen a moment later
+    for _ in range(150):  # the spare's exit and the pump threads' ends are seen a moment later
         if resources() == before:
             break
         await asyncio.sleep(0.1)
