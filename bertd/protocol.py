@@ -30,12 +30,14 @@ from bertd.hyperparameters import (  # noqa: F401 - the training job's settings,
     NonEmptyText,
     TargetModules,
 )
+from bertd.i18n import Text
 from bertd.prediction_protocol import (  # noqa: F401 - the prediction job's part of the contract
     PredictionCompleted,
     PredictionJob,
     PredictionPhase,
     PredictionProgress,
 )
+from bertd.task_error import TaskError  # noqa: F401 - how a run ends, part of the contract
 
 # ---- progress ----------------------------------------------------------------------------------
 
@@ -212,22 +214,6 @@ class Stopped(Message):
     type: Literal["stopped"] = "stopped"
 
 
-class TaskError(BaseModel):
-    """Why a task failed, for people and programs: a stable snake_case `code`, the `message` (what
-    went wrong, one short sentence) and the `hint` (what to do about it). A task's `error_message`
-    is `text`, the two in one line."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    code: str
-    message: str
-    hint: str | None = None
-
-    @property
-    def text(self) -> str:
-        return f"{self.message}; {self.hint}" if self.hint else self.message
-
-
 class Paused(Message):
     """Stopped after writing a checkpoint: the task can continue from `epoch` / `step`."""
 
@@ -252,7 +238,7 @@ class Exited(Message):
     type: Literal["exited"] = "exited"
     exitcode: int | None
     # What ended it, in words, when the exit code alone does not say (e.g. a worker box lost).
-    detail: str | None = None
+    detail: Text | str | None = None
 
 
 class Started(Message):
@@ -344,12 +330,13 @@ class TrainingStopped(Exception):
     """A stop was requested; the worker reports `stopped`."""
 
 
-def add_base_model_hint(name: str) -> str:
+def add_base_model_hint(name: str) -> Text:
     """What to do about a base model the server does not have: the one wording the API's 400, a
     failed task and a failed download all use."""
-    return (f"add it with `bertd pull {name}` or POST /api/v1/base-models {{\"name\": \"{name}\"}} (where the Hub "
-            "cannot be reached, set HF_ENDPOINT=https://hf-mirror.com or pull with \"source\": \"modelscope\"), "
-            f"or copy a model folder (config.json, weights, tokenizer) to BASE_MODELS_DIR/{name}")
+    return Text("add it with `bertd pull {name}` or POST /api/v1/base-models {{\"name\": \"{name}\"}} (where the "
+                "Hub cannot be reached, set HF_ENDPOINT=https://hf-mirror.com or pull with \"source\": "
+                "\"modelscope\"), or copy a model folder (config.json, weights, tokenizer) to BASE_MODELS_DIR/{name}",
+                name=name)
 
 
 class TrainingPaused(Exception):
@@ -365,11 +352,14 @@ class TrainingInputError(ValueError):
     """The data or base model cannot be used as asked; the message is shown to the user as is,
     followed by the hint (what to do), and `code` names the kind of problem (e.g. column_missing)."""
 
-    def __init__(self, message: str, *, code: str = "invalid_input", hint: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: Text | str, *, code: str = "invalid_input", hint: Text | str | None = None) -> None:
+        super().__init__(str(message))
         self.code = code
-        self.hint = hint
+        self.hint = None if hint is None else str(hint)
+        # The message and hint as given: Texts render in the reader's language (bertd.i18n).
+        self.text = message
+        self.hint_text = hint
 
     @property
     def task_error(self) -> TaskError:
-        return TaskError(code=self.code, message=str(self), hint=self.hint)
+        return TaskError.of(self.code, self.text, self.hint_text)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bertd.i18n import Text
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -41,8 +43,9 @@ class SheetError(ValueError):
     """The file, sheet or column cannot be read as the user asked; the message says why, and
     `code` whether the sheet is missing (sheet_missing) or the file unreadable (file_unreadable)."""
 
-    def __init__(self, message: str, code: str = "file_unreadable") -> None:
-        super().__init__(message)
+    def __init__(self, message: Text, code: str = "file_unreadable") -> None:
+        super().__init__(str(message))
+        self.text = message
         self.code = code
 
 
@@ -57,8 +60,9 @@ def _read_csv(path: Path, **options: object) -> pd.DataFrame:
         except UnicodeDecodeError as error:
             last_error = error
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-            raise SheetError(f"{path.name} is not a readable CSV file: {error}") from error
-    raise SheetError(f"{path.name} is neither UTF-8 nor GB18030 text: {last_error}")
+            raise SheetError(Text("{name} is not a readable CSV file: {error}", name=path.name,
+                                  error=str(error))) from error
+    raise SheetError(Text("{name} is neither UTF-8 nor GB18030 text: {error}", name=path.name, error=str(last_error)))
 
 
 def decode_csv(raw: bytes, name: str) -> tuple[str, str]:
@@ -107,24 +111,25 @@ def check_workbook_archive(path: Path, name: str) -> None:
     """Refuse a zip bomb before any parser inflates it: bound the uncompressed size, the
     compression ratio and the declared rows of every sheet."""
     if not zipfile.is_zipfile(path):
-        raise SheetError(f"{name} is not a readable .xlsx workbook (not a zip archive)")
+        raise SheetError(Text("{name} is not a readable .xlsx workbook (not a zip archive)", name=name))
     with zipfile.ZipFile(path) as archive:
         entries = archive.infolist()
         inflated = sum(entry.file_size for entry in entries)
         packed = max(1, sum(entry.compress_size for entry in entries))
         if inflated > MAX_INFLATED_BYTES:
-            raise SheetError(f"{name} would inflate to {inflated >> 20} MB, more than the "
-                             f"{MAX_INFLATED_BYTES >> 20} MB bertd reads from one workbook")
+            raise SheetError(Text("{name} would inflate to {size} MB, more than the {limit} MB bertd reads from "
+                                  "one workbook", name=name, size=inflated >> 20, limit=MAX_INFLATED_BYTES >> 20))
         if inflated > 10 * packed and inflated / packed > MAX_COMPRESSION_RATIO:
-            raise SheetError(f"{name} is compressed {inflated // packed}:1, which only a zip bomb is; refusing it")
+            raise SheetError(Text("{name} is compressed {ratio}:1, which only a zip bomb is; refusing it", name=name,
+                                  ratio=inflated // packed))
         for entry in entries:
             if entry.filename.startswith("xl/worksheets/") and entry.filename.endswith(".xml"):
                 with archive.open(entry) as sheet:
                     head = sheet.read(4096).decode("utf-8", "replace")
                 match = DIMENSION.search(head)
                 if match and int(match.group(1)) > MAX_ROWS:
-                    raise SheetError(f"{name} declares {int(match.group(1)):,} rows in {entry.filename}; "
-                                     f"bertd reads at most {MAX_ROWS:,}")
+                    raise SheetError(Text("{name} declares {rows:,} rows in {entry}; bertd reads at most {limit:,}",
+                                          name=name, rows=int(match.group(1)), entry=entry.filename, limit=MAX_ROWS))
 
 
 def _read_excel(path: Path, sheet_name: str | None, *, all_sheets: bool = False) -> dict[str, pd.DataFrame]:
@@ -136,7 +141,7 @@ def _read_excel(path: Path, sheet_name: str | None, *, all_sheets: bool = False)
         with pd.ExcelFile(path, engine=EXCEL_ENGINE) as workbook:
             names = [str(name) for name in workbook.sheet_names]
             if not names:
-                raise SheetError(f"{path.name} has no sheets")
+                raise SheetError(Text("{name} has no sheets", name=path.name))
             if all_sheets:
                 wanted = names
             elif sheet_name is None:
@@ -144,13 +149,14 @@ def _read_excel(path: Path, sheet_name: str | None, *, all_sheets: bool = False)
             elif sheet_name in names:
                 wanted = [sheet_name]
             else:
-                raise SheetError(f"sheet {sheet_name!r} not found in {path.name}; sheets are: {', '.join(names)}",
-                                 "sheet_missing")
+                raise SheetError(Text("sheet {sheet!r} not found in {name}; sheets are: {names}", sheet=sheet_name,
+                                      name=path.name, names=", ".join(names)), "sheet_missing")
             return {name: pd.read_excel(workbook, sheet_name=name, dtype=str) for name in wanted}
     except SheetError:
         raise
     except Exception as error:  # openpyxl and calamine raise many types for broken workbooks
-        raise SheetError(f"{path.name} is not a readable .xlsx workbook: {error}") from error
+        raise SheetError(Text("{name} is not a readable .xlsx workbook: {error}", name=path.name,
+                              error=str(error))) from error
 
 
 def read_sheet_metadata(path: Path, filename: str | None = None) -> list[SheetInfo]:
@@ -169,8 +175,8 @@ def read_table(path: Path, sheet_name: str | None) -> tuple[str, pd.DataFrame]:
     """One sheet as a frame of strings (None for an empty cell); sheet_name None is the first sheet."""
     if path.suffix.lower() == ".csv":
         if sheet_name not in (None, path.stem):
-            raise SheetError(f"sheet {sheet_name!r} not found in {path.name}; a CSV file has one sheet, {path.stem!r}",
-                             "sheet_missing")
+            raise SheetError(Text("sheet {sheet!r} not found in {name}; a CSV file has one sheet, {stem!r}",
+                                  sheet=sheet_name, name=path.name, stem=path.stem), "sheet_missing")
         frame = _read_csv(path)
         frame = frame.replace("", None)
         name = path.stem

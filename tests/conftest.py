@@ -8,6 +8,11 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# The `bertd` command's human output in English, whatever this machine's locale (bertd.cli.language);
+# tests of the Chinese output set LANG themselves.
+os.environ.pop("LC_ALL", None)
+os.environ.pop("LC_MESSAGES", None)
+os.environ["LANG"] = "C.UTF-8"
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path

@@ -16,28 +16,14 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from browser import NEEDS_CHROMIUM, Browser, Page, expect, launch_chromium
 from processes import ServerProcess, start_server, stop_server
 
 from bertd.testing.hub_standin import HubStandin, run_hub_standin
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 REPO = Path(__file__).resolve().parent.parent
 
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-pytestmark = [
-    pytest.mark.skipif(sync_playwright is None, reason="the playwright package is not installed (pip install playwright)"),
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing (apt-get install chromium fonts-noto-cjk); "
-                              "playwright must not download its own browser"),
-]
+pytestmark = NEEDS_CHROMIUM
 
 # JavaScript run in the page: pixels of the train-loss colour (#2563eb) inside the plot area of
 # the loss chart, below the legend, so an empty chart with only its legend counts 0.
@@ -75,15 +61,13 @@ WATCH_WHILE_TRAINING = """() => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
+    # English: these tests read the page's English words (test_dashboard_languages.py reads the Chinese).
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="en-US")
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page

@@ -15,6 +15,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from loguru import logger
 
+from bertd.i18n import Text
 from bertd.runtime.copied_uploads import register_copied_files
 from bertd.server.errors import ApiError, conflict, not_found, validation_error
 from bertd.server.keys import CONFIG, STORE, UPLOAD_LOCK
@@ -45,17 +46,19 @@ def decoded_filename(raw: str) -> str:
 def checked_filename(raw: str | None) -> str:
     """The upload's name as it will be stored, or an error if it could leave the uploads folder."""
     if not raw:
-        raise validation_error("the 'file' part has no filename; send it as a file field", "file")
+        raise validation_error(Text("the 'file' part has no filename; send it as a file field"), "file")
     name = unicodedata.normalize("NFC", decoded_filename(raw))
     if any(separator in name for separator in ("/", "\\")) or name in (".", ".."):
-        raise validation_error(f"filename {raw!r} must be a plain file name without folders", "file")
+        raise validation_error(Text("filename {name!r} must be a plain file name without folders", name=raw), "file")
     if name.startswith(".") or any(unicodedata.category(char) in ("Cc", "Cf") for char in name):
-        raise validation_error(f"filename {raw!r} must not start with '.' or contain control characters", "file")
+        raise validation_error(Text("filename {name!r} must not start with '.' or contain control characters",
+                                    name=raw), "file")
     if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
-        raise validation_error(f"filename is longer than {MAX_FILENAME_BYTES} bytes", "file")
+        raise validation_error(Text("filename is longer than {limit} bytes", limit=MAX_FILENAME_BYTES), "file")
     if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
         raise ApiError(415, "unsupported_media_type",
-                       f"file {name!r} is not a .xlsx or .csv file; upload an Excel workbook (.xlsx) or a CSV file",
+                       Text("file {name!r} is not a .xlsx or .csv file; upload an Excel workbook (.xlsx) or a CSV "
+                            "file", name=name),
                        {"field": "file", "filename": name})
     return name
 
@@ -63,7 +66,7 @@ def checked_filename(raw: str | None) -> str:
 async def _file_part(request: web.Request) -> BodyPartReader:
     if not request.content_type.startswith("multipart/form-data"):
         raise ApiError(415, "unsupported_media_type",
-                       "POST /api/v1/files expects multipart/form-data with one part named 'file'",
+                       Text("POST /api/v1/files expects multipart/form-data with one part named 'file'"),
                        {"content_type": request.content_type})
     try:
         reader = await request.multipart()
@@ -74,16 +77,18 @@ async def _file_part(request: web.Request) -> BodyPartReader:
             await part.release()
             part = await reader.next()
     except (ValueError, HttpProcessingError) as error:  # no boundary, broken framing, bad part headers
-        raise ApiError(400, "invalid_multipart", f"the multipart/form-data body cannot be read: {error}",
+        raise ApiError(400, "invalid_multipart", Text("the multipart/form-data body cannot be read: {error}",
+                                                      error=str(error)),
                        {"field": "file"}) from error
-    raise validation_error("the multipart body has no part named 'file'", "file")
+    raise validation_error(Text("the multipart body has no part named 'file'"), "file")
 
 
 async def _read_chunk(part: BodyPartReader) -> bytes:
     try:
         return await part.read_chunk(CHUNK_BYTES)
     except (ValueError, HttpProcessingError) as error:
-        raise ApiError(400, "invalid_multipart", f"the uploaded file part cannot be read: {error}",
+        raise ApiError(400, "invalid_multipart", Text("the uploaded file part cannot be read: {error}",
+                                                      error=str(error)),
                        {"field": "file"}) from error
 
 
@@ -96,7 +101,8 @@ async def _save_stream(part: BodyPartReader, target: Path, limit_bytes: int) -> 
             size += len(chunk)
             if size > limit_bytes:
                 raise ApiError(413, "payload_too_large",
-                               f"the upload is larger than MAX_UPLOAD_MB ({limit_bytes // (1 << 20)} MB)",
+                               Text("the upload is larger than MAX_UPLOAD_MB ({limit} MB)",
+                                    limit=limit_bytes // (1 << 20)),
                                {"field": "file", "max_bytes": limit_bytes})
             digest.update(chunk)
             handle.write(chunk)
@@ -117,29 +123,32 @@ async def upload_file(request: web.Request) -> web.Response:
             size, sha256 = await _save_stream(part, temporary, config.max_upload_mb * (1 << 20))
         except OSError as error:
             raise ApiError(507, "insufficient_storage",
-                           f"could not store {filename!r} in {uploads}: {error.strerror or error}; "
-                           "free space in DATA_DIR or make it writable", {"field": "file"}) from error
+                           Text("could not store {name!r} in {folder}: {reason}; free space in DATA_DIR or make it "
+                                "writable", name=filename, folder=str(uploads), reason=error.strerror or str(error)),
+                           {"field": "file"}) from error
         if size == 0:
-            raise validation_error(f"file {filename!r} is empty", "file")
+            raise validation_error(Text("file {name!r} is empty", name=filename), "file")
         try:
             sheets = await asyncio.to_thread(read_sheet_metadata, temporary, filename)
         except SheetError as error:
-            message = str(error).replace(temporary.name, repr(filename))
+            message = error.text.replacing(temporary.name, repr(filename))
             raise validation_error(message, "file", filename=filename) from error
         async with request.app[UPLOAD_LOCK]:
             existing = await store.get_file(filename)
             if existing is not None:
                 if existing.sha256 == sha256:
                     return json_response(existing.to_json(), status=200)
-                raise conflict(f"a different file named {filename!r} is already uploaded; delete it first or "
-                               "upload under another name", filename=filename, sha256=existing.sha256)
+                raise conflict(Text("a different file named {name!r} is already uploaded; delete it first or "
+                                    "upload under another name", name=filename), filename=filename,
+                               sha256=existing.sha256)
             record = FileRecord(filename, size, sha256, utc_now(), sheets)
             final = uploads / filename
             try:
                 os.replace(temporary, final)
             except OSError as error:
-                raise ApiError(507, "insufficient_storage", f"could not store {filename!r} in {uploads}: "
-                               f"{error.strerror or error}", {"field": "file"}) from error
+                raise ApiError(507, "insufficient_storage", Text("could not store {name!r} in {folder}: {reason}",
+                               name=filename, folder=str(uploads), reason=error.strerror or str(error)),
+                               {"field": "file"}) from error
             try:
                 await store.insert_file(record)
             except BaseException:
@@ -167,19 +176,24 @@ async def get_file(request: web.Request) -> web.Response:
     filename = request.match_info["filename"]
     record = await request.app[STORE].get_file(filename)
     if record is None:
-        raise not_found(f"no uploaded file named {filename!r}")
+        raise not_found(no_such_file(filename))
     return json_response(record.to_json())
+
+
+def no_such_file(filename: str) -> Text:
+    return Text("no uploaded file named {name!r}", name=filename)
 
 
 async def delete_file(request: web.Request) -> web.Response:
     config, store = request.app[CONFIG], request.app[STORE]
     filename = request.match_info["filename"]
     if await store.get_file(filename) is None:
-        raise not_found(f"no uploaded file named {filename!r}")
+        raise not_found(no_such_file(filename))
     users = await store.delete_file_unless_used(filename)
     if users:
-        raise conflict(f"file {filename!r} is used by {len(users)} queued or training task(s) or queued or "
-                       "running prediction job(s); stop or delete them first", task_ids=users)
+        raise conflict(Text("file {name!r} is used by {count} queued or training task(s) or queued or running "
+                            "prediction job(s); stop or delete them first", name=filename, count=len(users)),
+                       task_ids=users)
     (config.uploads_dir / filename).unlink(missing_ok=True)
     logger.info("file {} deleted", filename)
     return json_response({"filename": filename, "deleted": True, "message": f"file {filename!r} deleted"})

@@ -10,6 +10,7 @@ from loguru import logger
 
 from bertd.api.request_parsing import read_json
 from bertd.api.tasks import task_or_404
+from bertd.i18n import Text
 from bertd.schema.requests import PredictRequest
 from bertd.schema.validation import parse
 from bertd.server.errors import ApiError, conflict
@@ -23,11 +24,13 @@ TOO_LONG = {"string_too_long": (413, "payload_too_large")}
 
 def completed_model(task: TaskRecord) -> Path:
     if task.status != TaskStatus.COMPLETED or not task.artifacts:
-        raise conflict(f"task {task.task_id} is {task.status}; only a completed task has a model",
+        raise conflict(Text("task {task_id} is {status}; only a completed task has a model", task_id=task.task_id,
+                            status=str(task.status)),
                        status=str(task.status))
     model_dir = Path(task.artifacts.model_path)
     if not (model_dir / "config.json").is_file():
-        raise ApiError(410, "gone", f"the model of task {task.task_id} is no longer on disk ({model_dir})")
+        raise ApiError(410, "gone", Text("the model of task {task_id} is no longer on disk ({folder})",
+                                         task_id=task.task_id, folder=str(model_dir)))
     return model_dir
 
 
@@ -48,7 +51,8 @@ async def download(request: web.Request) -> web.StreamResponse:
         tarball = await asyncio.to_thread(request.app[MODEL_STORE].tarball, task.task_id, folder)
     except OSError as error:
         logger.error("task {} tarball failed: {}", task.task_id, error)
-        raise ApiError(507, "insufficient_storage", f"could not pack the model: {error.strerror or error}") from error
+        raise ApiError(507, "insufficient_storage", Text("could not pack the model: {reason}",
+                                                         reason=error.strerror or str(error))) from error
     return web.FileResponse(tarball, headers={
         "Content-Type": "application/gzip",
         "Content-Disposition": f'attachment; filename="{folder}.tar.gz"',

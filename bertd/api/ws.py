@@ -15,7 +15,9 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from bertd.api.tasks import no_such_task
 from bertd.api.ws_socket import SocketSubscriber, close_quietly
+from bertd.i18n import Text
 from bertd.runtime.hub import LiveState
 from bertd.server.errors import ApiError, not_found
 from bertd.server.keys import BASE_MODEL_DOWNLOADS, CONFIG, HUB, STORE, WEBSOCKETS
@@ -66,8 +68,8 @@ async def _accept(request: web.Request, subscriber: SocketSubscriber) -> None:
     # A plain GET (no Upgrade: websocket) is answered 400 with the one error body, as documented.
     if not subscriber.socket.can_prepare(request).ok:
         raise ApiError(400, "websocket_required",
-                       f"{request.path} is a WebSocket endpoint: connect with a WebSocket client "
-                       "(GET with Connection: Upgrade and Upgrade: websocket)")
+                       Text("{path} is a WebSocket endpoint: connect with a WebSocket client (GET with "
+                            "Connection: Upgrade and Upgrade: websocket)", path=request.path))
     await subscriber.socket.prepare(request)
     request.app[WEBSOCKETS].add(subscriber.socket)
 
@@ -101,7 +103,7 @@ async def task_stream(request: web.Request) -> web.WebSocketResponse:
     try:
         task = await store.get_task(task_id)
         if task is None:
-            raise not_found(f"no training task with task_id {task_id!r}")
+            raise not_found(no_such_task(task_id))
         await _accept(request, subscriber)
         live = states.get(task_id)
         seq = live.seq if live else 0

@@ -10,19 +10,21 @@ import sys
 from typing import Any
 
 from bertd.cli.client import Client, ClientError, download_line, format_bytes
+from bertd.cli.language import language, padded, tr, word
+from bertd.i18n import ENGLISH
 
 COMMANDS = ("base-models", "pull")
 ENDED = ("ready", "failed", "deleted")
 
 
 def add_base_model_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    commands.add_parser("base-models", parents=[common], help="list the base models the server can train from")
+    commands.add_parser("base-models", parents=[common], help=tr("list the base models the server can train from"))
     pull = commands.add_parser("pull", parents=[common],
-                               help="download a base model onto the server, with a progress bar")
-    pull.add_argument("name", help="hub id, e.g. bert-base-chinese or google-bert/bert-base-chinese")
+                               help=tr("download a base model onto the server, with a progress bar"))
+    pull.add_argument("name", help=tr("hub id, e.g. bert-base-chinese or google-bert/bert-base-chinese"))
     pull.add_argument("--source", choices=("huggingface", "modelscope"),
-                      help="hub to pull from (default: the server's BASE_MODEL_SOURCE, huggingface unless set)")
-    pull.add_argument("--revision", help="branch, tag or commit (default: the hub's default branch)")
+                      help=tr("hub to pull from (default: the server's BASE_MODEL_SOURCE, huggingface unless set)"))
+    pull.add_argument("--revision", help=tr("branch, tag or commit (default: the hub's default branch)"))
 
 
 def describe_entry(entry: dict[str, Any]) -> str:
@@ -30,13 +32,14 @@ def describe_entry(entry: dict[str, Any]) -> str:
     if status == "downloading":
         return download_line(entry["name"], status, entry.get("bytes_done"), entry.get("bytes_total"))
     if status == "failed":
-        return f"{entry['name']}  failed       {entry.get('error_message') or ''}"
+        return f"{entry['name']}  {padded(word('failed'), 11)}  {entry.get('error_message') or ''}"
     shape = ""
     if entry.get("hidden_size") and entry.get("num_layers"):
-        shape = f"  hidden {entry['hidden_size']} x {entry['num_layers']} layers, vocab {entry.get('vocab_size') or '?'}"
-    parameters = f"  {entry['parameters'] / 1e6:.1f}M parameters" if entry.get("parameters") else ""
-    return (f"{entry['name']}  ready  {entry['source']}  {format_bytes(entry.get('size_bytes'))}{parameters}{shape}  "
-            f"{entry['path']}")
+        shape = tr("  hidden {hidden} x {layers} layers, vocab {vocab}", hidden=entry["hidden_size"],
+                   layers=entry["num_layers"], vocab=entry.get("vocab_size") or "?")
+    parameters = tr("  {millions:.1f}M parameters", millions=entry["parameters"] / 1e6) if entry.get("parameters") else ""
+    return (f"{entry['name']}  {word('ready')}  {entry['source']}  {format_bytes(entry.get('size_bytes'))}{parameters}"
+            f"{shape}  {entry['path']}")
 
 
 async def run_base_model_command(client: Client, arguments: argparse.Namespace) -> int:
@@ -44,7 +47,7 @@ async def run_base_model_command(client: Client, arguments: argparse.Namespace) 
         listing = await client.base_models()
         lines = [describe_entry(entry) for entry in listing["base_models"]]
         print(json.dumps(listing, ensure_ascii=False, indent=2) if arguments.json else
-              "\n".join(lines) if lines else "no base models yet; add one with: bertd pull bert-base-chinese")
+              "\n".join(lines) if lines else tr("no base models yet; add one with: bertd pull bert-base-chinese"))
         return 0
     return await pull(client, arguments)
 
@@ -64,7 +67,8 @@ async def pull(client: Client, arguments: argparse.Namespace) -> int:
             entry = next((e for e in snapshot.get("base_models", []) if e["name"] == name),
                          {"name": name, "status": "downloading", "message": str(error)})
         if not arguments.json:
-            print(entry.get("message") or f"{name} {entry['status']}")
+            print(entry.get("message") if entry.get("message") and language() == ENGLISH
+                  else tr("{name} {status}", name=name, status=word(entry["status"])))
         if entry["status"] == "downloading":
             entry = await follow(stream, name, interactive, arguments.json)
     finally:
@@ -75,11 +79,11 @@ async def pull(client: Client, arguments: argparse.Namespace) -> int:
         print(describe_entry(entry))
     elif entry["status"] == "failed":
         error = entry.get("error") or {}
-        print(f"failed: {error.get('message') or entry.get('error_message')}")
+        print(tr("failed: {message}", message=error.get("message") or entry.get("error_message")))
         if error.get("hint"):
-            print(f"what to do: {error['hint']}")
+            print(tr("what to do: {hint}", hint=error["hint"]))
     else:
-        print(f"{name} was deleted while it downloaded")
+        print(tr("{name} was deleted while it downloaded", name=name))
     return 0 if entry["status"] == "ready" else 1
 
 
@@ -103,4 +107,4 @@ async def follow(stream: Any, name: str, interactive: bool, quiet: bool) -> dict
             if tenth > last_tenth:  # a log, not a terminal: a line every tenth
                 last_tenth = tenth
                 print(line, flush=True)
-    raise ClientError(f"the server closed the stream before {name} was downloaded")
+    raise ClientError(tr("the server closed the stream before {name} was downloaded", name=name))

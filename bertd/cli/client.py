@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from bertd.cli.language import accept_language, padded, tr, word
 from bertd.protocol import PROGRESS_FIELDS
 
 TASKS = "/api/v1/training/tasks"
@@ -33,7 +34,9 @@ class Client:
     session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Client:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        # The server's error messages come back in the terminal's language.
+        headers = {"Accept-Language": accept_language(),
+                   **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
         self.session = aiohttp.ClientSession(base_url=self.url.rstrip("/") + "/", headers=headers,
                                              timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         return self
@@ -51,7 +54,7 @@ class Client:
                     raise ClientError(_error_text(response.status, body), response.status)
                 return json.loads(body) if body else None
         except aiohttp.ClientConnectionError as error:
-            raise ClientError(f"cannot reach bertd at {self.url}: {error}") from error
+            raise ClientError(tr("cannot reach bertd at {url}: {error}", url=self.url, error=str(error))) from error
 
     async def upload(self, path: Path, name: str | None = None) -> dict[str, Any]:
         """Upload `path` (as `name`, by default its own name); the same bytes again answer 200."""
@@ -113,7 +116,7 @@ class Client:
                         handle.write(chunk)
                 return target
         except aiohttp.ClientConnectionError as error:
-            raise ClientError(f"cannot reach bertd at {self.url}: {error}") from error
+            raise ClientError(tr("cannot reach bertd at {url}: {error}", url=self.url, error=str(error))) from error
 
     async def create_prediction(self, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", f"{TASKS}/{task_id}/predictions", json=body)
@@ -127,7 +130,7 @@ class Client:
 
     async def watch(self, task_id: str) -> AsyncIterator[dict[str, Any]]:
         """The task's WebSocket messages, snapshot to end."""
-        async for body in self._stream(f"{TASKS.lstrip('/')}/{task_id}/ws", f"task {task_id}"):
+        async for body in self._stream(f"{TASKS.lstrip('/')}/{task_id}/ws", tr("task {task_id}", task_id=task_id)):
             yield body
             if body["type"] == "end":
                 return
@@ -135,14 +138,14 @@ class Client:
     async def watch_prediction(self, task_id: str, prediction_id: str) -> AsyncIterator[dict[str, Any]]:
         """A prediction job's WebSocket messages, snapshot to end."""
         async for body in self._stream(f"{TASKS.lstrip('/')}/{task_id}/predictions/{prediction_id}/ws",
-                                       f"prediction job {prediction_id}"):
+                                       tr("prediction job {prediction_id}", prediction_id=prediction_id)):
             yield body
             if body["type"] == "prediction_end":
                 return
 
     def everything(self) -> AsyncIterator[dict[str, Any]]:
         """The messages of /api/v1/ws (every task, base model downloads), from its snapshot on."""
-        return self._stream("api/v1/ws", "the server")
+        return self._stream("api/v1/ws", tr("the server"))
 
     async def _stream(self, path: str, what: str) -> AsyncIterator[dict[str, Any]]:
         assert self.session is not None
@@ -154,9 +157,10 @@ class Client:
                         break
                     yield json.loads(message.data)
         except aiohttp.WSServerHandshakeError as error:
-            raise ClientError(f"cannot watch {what}: HTTP {error.status}", error.status) from error
+            raise ClientError(tr("cannot watch {what}: HTTP {status}", what=what, status=error.status),
+                              error.status) from error
         except aiohttp.ClientConnectionError as error:
-            raise ClientError(f"cannot reach bertd at {self.url}: {error}") from error
+            raise ClientError(tr("cannot reach bertd at {url}: {error}", url=self.url, error=str(error))) from error
 
 
 def _error_text(status: int, body: bytes) -> str:
@@ -193,7 +197,8 @@ def bar(done: float, total: float | None, width: int = 24) -> str:
 
 def download_line(name: str, status: str, done: int | None, total: int | None) -> str:
     """One line for a base model download: name, status, a bar, bytes."""
-    return f"{name}  {status:<11}  {bar(done or 0, total)}  {format_bytes(done)} of {format_bytes(total)}"
+    return tr("{name}  {status}  {bar}  {done} of {total}", name=name, status=padded(word(status), 11),
+              bar=bar(done or 0, total), done=format_bytes(done), total=format_bytes(total))
 
 
 def progress_line(task: dict[str, Any], width: int = 24) -> str:
@@ -202,25 +207,30 @@ def progress_line(task: dict[str, Any], width: int = 24) -> str:
     progress = task.get("progress") or {}
     if progress.get("phase") == "downloading_base_model":
         done, total = progress.get("download_bytes_done"), progress.get("download_bytes_total")
-        return (f"{task.get('status', '?'):<9}  downloading base model {task.get('base_model', '')}  "
-                f"{bar(done or 0, total, width)}  {format_bytes(done)} of {format_bytes(total)}")
+        return tr("{status}  downloading base model {name}  {bar}  {done} of {total}",
+                  status=padded(word(task.get("status")), 9), name=task.get("base_model", ""),
+                  bar=bar(done or 0, total, width), done=format_bytes(done), total=format_bytes(total))
     percentage = progress.get("progress_percentage") or 0.0
     filled = int(width * percentage / 100)
-    parts = [f"{task.get('status', '?'):<9}", f"{progress.get('phase', ''):<13}",
-             f"epoch {progress.get('current_epoch') or 0}/{progress.get('total_epochs') or '?'}",
+    parts = [padded(word(task.get("status")), 9), padded(word(progress.get("phase", "")), 13),
+             tr("epoch {epoch}/{epochs}", epoch=progress.get("current_epoch") or 0,
+                epochs=progress.get("total_epochs") or "?"),
              f"[{'#' * filled}{'-' * (width - filled)}] {percentage:5.1f}%"]
     if progress.get("train_loss") is not None:
-        parts.append(f"loss {progress['train_loss']:.3f}")
+        parts.append(tr("loss {loss:.3f}", loss=progress["train_loss"]))
     if progress.get("val_accuracy") is not None:
-        parts.append(f"val_acc {progress['val_accuracy']:.3f}")
+        parts.append(tr("val_acc {accuracy:.3f}", accuracy=progress["val_accuracy"]))
     if progress.get("eta_seconds") is not None and task.get("status") == "training":
-        parts.append(f"ETA {format_seconds(progress['eta_seconds'])}")
+        parts.append(tr("ETA {eta}", eta=format_seconds(progress["eta_seconds"])))
     return "  ".join(parts)
 
 
 def resumed_line(message: dict[str, Any]) -> str:
-    where = "the end of" if message.get("epoch_complete") else "within"
-    return f"continues from its checkpoint at {where} epoch {message['epoch']} (step {message['step']})"
+    if message.get("epoch_complete"):
+        return tr("continues from its checkpoint at the end of epoch {epoch} (step {step})", epoch=message["epoch"],
+                  step=message["step"])
+    return tr("continues from its checkpoint within epoch {epoch} (step {step})", epoch=message["epoch"],
+              step=message["step"])
 
 
 async def follow(client: Client, task_id: str, show: Callable[[dict[str, Any]], None],

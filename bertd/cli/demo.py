@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from bertd.cli.client import Client, ClientError, follow, progress_line
+from bertd.cli.language import tr, word
 from bertd.testing.example_data import LABEL_WORDS, labelled_rows
 from bertd.testing.server_process import ServerExited, ServerProcess, start_server
 
@@ -52,7 +53,7 @@ def start_local_server(folder: Path) -> tuple[ServerProcess, str]:
 async def run_demo(url: str, token: str | None, data: Path, base_model: str) -> int:
     async with Client(url, token) as client:
         uploaded = await client.upload(data)
-        print(f"uploaded {uploaded['filename']}: {uploaded['sheets'][0]['rows']} rows")
+        print(tr("uploaded {filename}: {rows} rows", filename=uploaded["filename"], rows=uploaded["sheets"][0]["rows"]))
         task = await client.create_task({
             "model_name_cn": "演示分类器", "model_name_en": "demo", "training_data_file": uploaded["filename"],
             "base_model": base_model,
@@ -61,7 +62,7 @@ async def run_demo(url: str, token: str | None, data: Path, base_model: str) -> 
                                 # The tiny random model needs a large step (3e-3 without warm-up left 2 of
                                 # 10 seeds stuck at chance); a pretrained BERT wants the usual small one.
                                 "learning_rate": 1e-3 if base_model == TINY_BASE_MODEL else 3e-5}})
-        print(f"training task {task['task_id']}")
+        print(tr("training task {task_id}", task_id=task["task_id"]))
         interactive = sys.stdout.isatty()
 
         def show(current: dict) -> None:
@@ -71,23 +72,25 @@ async def run_demo(url: str, token: str | None, data: Path, base_model: str) -> 
         final = await follow(client, task["task_id"], show)
         print("\n" + progress_line(final) if interactive else progress_line(final))
         if final["status"] != "completed":
-            print(f"bertd demo: the task ended {final['status']}: {final.get('error_message')}", file=sys.stderr)
+            print(tr("bertd demo: the task ended {status}: {message}", status=word(final["status"]),
+                     message=final.get("error_message")), file=sys.stderr)
             return 1
         metrics = final["metrics"]
-        print(f"best epoch {metrics['best_epoch']}: val_accuracy {metrics['val_accuracy']:.3f}, "
-              f"val_macro_f1 {metrics['val_macro_f1']:.3f}")
+        print(tr("best epoch {epoch}: val_accuracy {accuracy:.3f}, val_macro_f1 {f1:.3f}", epoch=metrics["best_epoch"],
+                 accuracy=metrics["val_accuracy"], f1=metrics["val_macro_f1"]))
         predictions = await client.predict(task["task_id"], SAMPLES)
         for text, prediction in zip(SAMPLES, predictions["predictions"], strict=True):
             print(f"  {prediction['label']}\t{prediction['score']:.3f}\t{text}")
-        print(f"model: {final['artifacts']['model_path']}")
-        print(f'load it with: transformers.pipeline("text-classification", model="{final["artifacts"]["model_path"]}")')
+        print(tr("model: {path}", path=final["artifacts"]["model_path"]))
+        print(tr('load it with: transformers.pipeline("text-classification", model="{path}")',
+                 path=final["artifacts"]["model_path"]))
         return 0
 
 
 def demo(arguments: argparse.Namespace) -> int:
     folder = Path(arguments.dir or tempfile.mkdtemp(prefix="bertd-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"demo folder: {folder}")
+    print(tr("demo folder: {folder}", folder=str(folder)))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     data, _model = write_demo_files(folder)
     process = None
@@ -97,10 +100,10 @@ def demo(arguments: argparse.Namespace) -> int:
         else:
             process, url = start_local_server(folder)
             base_model = TINY_BASE_MODEL
-            print(f"started bertd at {url} (data in {folder / 'data'})")
+            print(tr("started bertd at {url} (data in {folder})", url=url, folder=str(folder / "data")))
         return asyncio.run(run_demo(url, arguments.token, data, base_model))
     except ClientError as error:
-        print(f"bertd demo: {error}", file=sys.stderr)
+        print(tr("bertd demo: {error}", error=str(error)), file=sys.stderr)
         return 1
     finally:
         if process is not None:
@@ -108,9 +111,9 @@ def demo(arguments: argparse.Namespace) -> int:
 
 
 def add_demo_command(commands: argparse._SubParsersAction, environment: dict[str, str]) -> None:
-    command = commands.add_parser("demo", help="train and use a tiny model end to end, offline")
-    command.add_argument("--url", help="use this running server instead of starting one")
+    command = commands.add_parser("demo", help=tr("train and use a tiny model end to end, offline"))
+    command.add_argument("--url", help=tr("use this running server instead of starting one"))
     command.add_argument("--token", default=environment.get("API_TOKEN"))
     command.add_argument("--base-model", default="bert-base-chinese",
-                         help="with --url: a base model that server has (a tiny one is built for a local server)")
-    command.add_argument("--dir", help="folder for the demo files (default: a new temporary folder)")
+                         help=tr("with --url: a base model that server has (a tiny one is built for a local server)"))
+    command.add_argument("--dir", help=tr("folder for the demo files (default: a new temporary folder)"))

@@ -11,22 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from bertd.cli.client import Client, ClientError, format_seconds
+from bertd.cli.language import padded, tr, word
 
 
 def progress_line(job: dict[str, Any], width: int = 24) -> str:
     """One line: status, phase, a bar, rows done, rows per second, ETA."""
     percentage = job.get("progress") or 0.0
     filled = int(width * percentage / 100)
-    parts = [f"{job.get('status', '?'):<9}", f"{job.get('phase') or '':<13}",
+    parts = [padded(word(job.get("status")), 9), padded(word(job.get("phase") or ""), 13),
              f"[{'#' * filled}{'-' * (width - filled)}] {percentage:5.1f}%"]
     if job.get("rows_total"):
-        parts.append(f"{job.get('rows_done') or 0:,}/{job['rows_total']:,} rows")
+        parts.append(tr("{done:,}/{total:,} rows", done=job.get("rows_done") or 0, total=job["rows_total"]))
     if job.get("rows_per_second"):
-        parts.append(f"{job['rows_per_second']:,.0f} rows/s")
+        parts.append(tr("{rate:,.0f} rows/s", rate=job["rows_per_second"]))
     if job.get("eta_seconds") is not None and job.get("status") == "running":
-        parts.append(f"ETA {format_seconds(job['eta_seconds'])}")
+        parts.append(tr("ETA {eta}", eta=format_seconds(job["eta_seconds"])))
     if job.get("status") == "queued" and job.get("queue_position"):
-        parts.append(f"queue position {job['queue_position']}")
+        parts.append(tr("queue position {position}", position=job["queue_position"]))
     return "  ".join(parts)
 
 
@@ -58,12 +59,14 @@ async def follow_job(client: Client, task_id: str, job: dict[str, Any], show: An
 
 def summary(job: dict[str, Any], saved: Path) -> str:
     counts = ", ".join(f"{label} {count:,}" for label, count in (job.get("label_counts") or {}).items())
-    lines = [f"saved {saved}: {job['rows_total']:,} rows in {job['seconds']:.1f} s "
-             f"({job.get('rows_per_second') or 0:,.0f} rows/s predicting), {job['rows_empty']:,} with an empty text",
-             f"  labels: {counts}"]
+    lines = [tr("saved {path}: {rows:,} rows in {seconds:.1f} s ({rate:,.0f} rows/s predicting), {empty:,} with an "
+                "empty text", path=str(saved), rows=job["rows_total"], seconds=job["seconds"],
+                rate=job.get("rows_per_second") or 0, empty=job["rows_empty"]),
+             tr("  labels: {counts}", counts=counts)]
     if job.get("threshold") is not None:
-        lines.append(f"  below the threshold {job['threshold']:g} (no label): {job['rows_below_threshold']:,}")
-    lines.append(f"  columns added: {', '.join(job.get('output_columns') or [])}")
+        lines.append(tr("  below the threshold {threshold:g} (no label): {rows:,}", threshold=job["threshold"],
+                        rows=job["rows_below_threshold"]))
+    lines.append(tr("  columns added: {columns}", columns=", ".join(job.get("output_columns") or [])))
     return "\n".join(lines)
 
 
@@ -75,8 +78,9 @@ async def predict_file(client: Client, arguments: argparse.Namespace) -> int:
     job = await client.create_prediction(arguments.task_id, body)
     interactive = sys.stdout.isatty() and not arguments.json
     if not arguments.json:
-        print(f"prediction job {job['prediction_id']} {job['status']}: {uploaded['filename']}, "
-              f"sheet {job['sheet_name']!r}, column {job['text_column']!r}", flush=True)
+        print(tr("prediction job {prediction_id} {status}: {filename}, sheet {sheet!r}, column {column!r}",
+                 prediction_id=job["prediction_id"], status=word(job["status"]), filename=uploaded["filename"],
+                 sheet=job["sheet_name"], column=job["text_column"]), flush=True)
 
     def show(current: dict[str, Any]) -> None:
         if interactive:
@@ -86,8 +90,10 @@ async def predict_file(client: Client, arguments: argparse.Namespace) -> int:
     if interactive:
         print()
     if job["status"] != "completed":
-        raise ClientError(f"prediction job {job['prediction_id']} {job['status']}"
-                          f"{': ' + job['error_message'] if job.get('error_message') else ''}")
+        ended = tr("prediction job {prediction_id} {status}", prediction_id=job["prediction_id"],
+                   status=word(job["status"]))
+        raise ClientError(tr("{what}: {message}", what=ended, message=job["error_message"])
+                          if job.get("error_message") else ended)
     target = Path(arguments.output) if arguments.output else Path.cwd()
     saved = await client.download_prediction(arguments.task_id, job["prediction_id"], target)
     if arguments.json:

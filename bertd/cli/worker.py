@@ -7,23 +7,25 @@ import argparse
 import sys
 from pathlib import Path
 
+from bertd.cli.language import tr
 from bertd.server.config import ConfigError, parse_gpu_list, parse_log_level, parse_positive_int
 
 
 def add_worker_command(commands: argparse._SubParsersAction, environment: dict[str, str]) -> None:
-    worker = commands.add_parser("worker", help="train on this box for an API node (Celery + Redis)")
+    worker = commands.add_parser("worker", help=tr("train on this box for an API node (Celery + Redis)"))
     worker.add_argument("--url", default=environment.get("BERTD_URL"),
-                        help="the API node, e.g. http://api.example:8000 (BERTD_URL)")
+                        help=tr("the API node, e.g. http://api.example:8000 (BERTD_URL)"))
     worker.add_argument("--broker", default=environment.get("BROKER_URL"),
-                        help="Redis URL of the broker, as the API node's (BROKER_URL)")
+                        help=tr("Redis URL of the broker, as the API node's (BROKER_URL)"))
     worker.add_argument("--name", default=environment.get("WORKER_NAME"),
-                        help="this box's name in the cluster (WORKER_NAME, default the host name)")
+                        help=tr("this box's name in the cluster (WORKER_NAME, default the host name)"))
     worker.add_argument("--data-dir", default=environment.get("WORKER_DATA_DIR", "./worker-data"),
-                        help="cache of data files and base models, and scratch (WORKER_DATA_DIR, default ./worker-data)")
+                        help=tr("cache of data files and base models, and scratch (WORKER_DATA_DIR, default "
+                                "./worker-data)"))
     worker.add_argument("--slots", default=environment.get("WORKER_SLOTS"),
-                        help="jobs at once (WORKER_SLOTS, default one per visible GPU, 1 without a GPU)")
+                        help=tr("jobs at once (WORKER_SLOTS, default one per visible GPU, 1 without a GPU)"))
     worker.add_argument("--gpus", default=environment.get("GPU_DEVICES"),
-                        help="GPU indices the slots use, e.g. 0,1 (GPU_DEVICES, default every visible GPU)")
+                        help=tr("GPU indices the slots use, e.g. 0,1 (GPU_DEVICES, default every visible GPU)"))
     worker.set_defaults(token=environment.get("WORKER_TOKEN"), log_level=environment.get("LOG_LEVEL", "INFO"),
                         keep_spare=environment.get("KEEP_SPARE_WORKER", "true").lower() not in ("0", "false", "no"),
                         training_function=environment.get("BERTD_TRAINING_FUNCTION"))
@@ -37,7 +39,7 @@ def run_worker(arguments: argparse.Namespace) -> int:
                                             ("--broker / BROKER_URL", arguments.broker),
                                             ("WORKER_TOKEN", arguments.token)) if not value]
     if missing:
-        print(f"bertd worker: {', '.join(missing)} must be set", file=sys.stderr)
+        print(tr("bertd worker: {options} must be set", options=", ".join(missing)), file=sys.stderr)
         return 2
     try:
         log_level = parse_log_level("LOG_LEVEL", arguments.log_level)

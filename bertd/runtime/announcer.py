@@ -31,7 +31,7 @@ class Announcer:
         if task.error_message:
             status_message["error_message"] = task.error_message
         if task.error is not None:
-            status_message["error"] = task.error.model_dump(mode="json")
+            status_message["error"] = task.error.localized()
         self._hub.publish(task.task_id, status_message)
         if task.status in TERMINAL_STATUSES:
             observe_task_end(self._metrics, task)

@@ -23,6 +23,7 @@ from multiprocessing.synchronize import Event
 
 from loguru import logger
 
+from bertd.i18n import Text
 from bertd.protocol import Exited, PredictionJob, TrainingJob, WarningReport, WorkerMessage
 from bertd.state.records import TaskRecord
 from bertd.training.worker import worker_main
@@ -30,15 +31,15 @@ from bertd.training.worker import worker_main
 SPAWN = multiprocessing.get_context("spawn")
 
 
-def describe_exit(exitcode: int | None) -> str:
+def describe_exit(exitcode: int | None) -> Text:
     if exitcode is None:
-        return "an unknown exit status"
+        return Text("an unknown exit status")
     if exitcode < 0:
         try:
-            return f"signal {signal.Signals(-exitcode).name}"
+            return Text("signal {signal}", signal=signal.Signals(-exitcode).name)
         except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
+            return Text("signal {signal}", signal=str(-exitcode))
+    return Text("exit code {code}", code=exitcode)
 
 
 @dataclass(frozen=True)

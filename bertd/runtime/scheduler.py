@@ -16,6 +16,7 @@ from typing import Any
 
 from loguru import logger
 
+from bertd.i18n import Text
 from bertd.protocol import Phase, Progress, StopReason, TaskError
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.executor import Executor, Run
@@ -227,8 +228,9 @@ class Scheduler:
         except Exception as error:
             logger.exception("task {} could not be started", task.task_id)
             self._gpus.release(task.task_id)
-            failure = TaskError(code="worker_start_failed", message=f"the worker process could not start: {error}",
-                                hint="the server log has the traceback; check memory, disk space and WORKER_CPUS")
+            failure = TaskError.of("worker_start_failed",
+                                   Text("the worker process could not start: {error}", error=str(error)),
+                                   Text("the server log has the traceback; check memory, disk space and WORKER_CPUS"))
             await self._end(claimed, TaskStatus.FAILED, progress=progress.updated(phase=Phase.FAILED),
                             error_message=failure.text, error=failure)
             return
@@ -258,7 +260,8 @@ class Scheduler:
                                              "artifacts": ending.artifacts}
             if target == TaskStatus.QUEUED:
                 current = await self._store.get_task(active.task_id)
-                target, fields = self._resume.after_interruption(current or active.task, "a shutdown of the server")
+                target, fields = self._resume.after_interruption(current or active.task,
+                                                                Text("a shutdown of the server"))
             updated = await self._end(active.task, target, **fields)
             if updated is not None:
                 self._tidy_up(updated)

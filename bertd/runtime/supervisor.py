@@ -7,6 +7,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from bertd.i18n import Text
 from bertd.protocol import (
     PROGRESS_FIELDS,
     Artifacts,
@@ -94,7 +95,7 @@ def ending_of(active: ActiveRun, resume_after_shutdown: bool) -> Ending:
                           metrics=metrics, artifacts=artifacts)
         case Failed(error=error, detail=detail, expected=expected, traceback=traceback):
             return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED),
-                          error=detail or TaskError(code="training_error", message=error),
+                          error=detail or TaskError.of("training_error", error),
                           traceback=None if expected else traceback)
         case Paused() if reason == StopReason.PAUSE:
             return Ending(TaskStatus.PAUSED, progress.updated(phase=Phase.PAUSED, eta_seconds=None))
@@ -105,11 +106,12 @@ def ending_of(active: ActiveRun, resume_after_shutdown: bool) -> Ending:
     if reason is not None or isinstance(active.verdict, Stopped | Paused):
         message = "the server shut down while it was training" if reason == StopReason.SHUTDOWN else None
         return Ending(TaskStatus.STOPPED, progress.updated(phase=Phase.STOPPED), stop_message=message)
-    detail = active.exited.detail if active.exited else "an unknown exit status"
-    return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error=TaskError(
-        code="worker_died",
-        message=f"the worker process died with {detail} during {progress.phase} (epoch {progress.current_epoch})",
-        hint="if it was killed for memory, lower batch_size or max_sequence_length"))
+    detail = active.exited.detail if active.exited and active.exited.detail else Text("an unknown exit status")
+    return Ending(TaskStatus.FAILED, progress.updated(phase=Phase.FAILED), error=TaskError.of(
+        "worker_died",
+        Text("the worker process died with {detail} during {phase} (epoch {epoch})", detail=detail,
+             phase=str(progress.phase), epoch=progress.current_epoch),
+        Text("if it was killed for memory, lower batch_size or max_sequence_length")))
 
 
 def _data(message: EpochReport | EvaluationReport, exclude: set[str] | None = None) -> dict:

@@ -28,6 +28,9 @@ TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type":
 TICKET = {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
           "description": "A ticket from POST /api/v1/tickets, for browsers that cannot send the Authorization "
                          "header here (only with API_TOKEN set); never the API token itself."}
+LANG = {"name": "lang", "in": "query", "required": False, "schema": {"type": "string", "examples": ["zh", "en"]},
+        "description": "Language of the summaries and descriptions: zh (Simplified Chinese) or en; without it, "
+                       "the Accept-Language header decides."}
 FILENAME = {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"},
             "description": "URL-encoded; Unicode names are kept as uploaded."}
 
@@ -53,9 +56,9 @@ def build_openapi() -> dict[str, Any]:
                        "callback failures, WebSocket clients",
             "responses": {"200": {"description": "Prometheus text format",
                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
+        "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [], "parameters": [LANG],
                                          "responses": {"200": json_body({"type": "object"}, "OpenAPI 3.1")}}},
-        "/api/v1/docs": {"get": {"summary": "Interactive API docs (HTML)", "security": [],
+        "/api/v1/docs": {"get": {"summary": "Interactive API docs (HTML)", "security": [], "parameters": [LANG],
                                  "responses": {"200": {"description": "Swagger UI",
                                                        "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/api/v1/workers": {"get": {

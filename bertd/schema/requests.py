@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from bertd.i18n import Text
 from bertd.protocol import Frozen, Hyperparameters, NonEmptyText
 from bertd.runtime.base_models.catalog import NAME_PATTERN
 from bertd.runtime.base_models.files import validate_base_model_name
@@ -17,9 +18,9 @@ MODEL_NAME_EN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # A directory name under BASE_MODELS_DIR or a hub id "org/name": never absolute, never "..".
 BASE_MODEL_PATTERN = NAME_PATTERN
 PATTERN_HINTS.update({
-    "model_name_en": "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
-    "base_model": "must be a directory name under BASE_MODELS_DIR or a hub id like 'bert-base-chinese' "
-                  "or 'org/name' (letters, digits, '.', '_', '-')",
+    "model_name_en": Text("must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+    "base_model": Text("must be a directory name under BASE_MODELS_DIR or a hub id like 'bert-base-chinese' "
+                       "or 'org/name' (letters, digits, '.', '_', '-')"),
 })
 
 MAX_PREDICT_TEXTS = 256
@@ -47,7 +48,7 @@ class TaskRequest(Frozen):
         if value is not None:
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"must be an http:// or https:// URL; got {value!r}")
+                raise ValueError(Text("must be an http:// or https:// URL; got {value!r}", value=value))
         return value
 
 
@@ -65,7 +66,7 @@ class PredictRequest(Frozen):
     def _no_blank_texts(cls, texts: list[str]) -> list[str]:
         for index, text in enumerate(texts):
             if not text.strip():
-                raise ValueError(f"must not hold empty texts; texts[{index}] is empty")
+                raise ValueError(Text("must not hold empty texts; texts[{index}] is empty", index=index))
         return texts
 
 
@@ -85,8 +86,8 @@ class PredictionJobRequest(Frozen):
 
 # Paths a ticket can open: WebSockets (…/ws) and downloads (…/download) under /api/v1/.
 TICKET_PATH_PATTERN = r"^/api/v1/[^?#\s]*/(ws|download)$|^/api/v1/ws$"
-PATTERN_HINTS["path"] = ("must be the path of a WebSocket or a download under /api/v1/, without a query, "
-                         "e.g. '/api/v1/ws' or '/api/v1/training/tasks/<task_id>/download'")
+PATTERN_HINTS["path"] = Text("must be the path of a WebSocket or a download under /api/v1/, without a query, "
+                              "e.g. '/api/v1/ws' or '/api/v1/training/tasks/<task_id>/download'")
 
 
 class TicketRequest(Frozen):
@@ -111,6 +112,6 @@ class BaseModelRequest(Frozen):
         try:
             return validate_base_model_name(name)
         except ValueError:
-            raise ValueError(
-                f"must be a hub id such as 'bert-base-chinese' or 'google-bert/bert-base-chinese' (letters, digits, "
-                f"'-', '_' and '.'; at most one '/'); got {name!r}") from None
+            raise ValueError(Text(
+                "must be a hub id such as 'bert-base-chinese' or 'google-bert/bert-base-chinese' (letters, digits, "
+                "'-', '_' and '.'; at most one '/'); got {name!r}", name=name)) from None

@@ -12,24 +12,25 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from bertd.i18n import Text
 from bertd.server.errors import ApiError, validation_error
 
 Model = TypeVar("Model", bound=BaseModel)
 
 TYPE_NAMES = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "float_type": "a number",
-    "bool_type": "true or false",
-    "dict_type": "an object",
-    "model_type": "an object",
-    "model_attributes_type": "an object",
-    "tuple_type": "an array",
-    "list_type": "an array",
+    "string_type": Text("a string"),
+    "int_type": Text("an integer"),
+    "float_type": Text("a number"),
+    "bool_type": Text("true or false"),
+    "dict_type": Text("an object"),
+    "model_type": Text("an object"),
+    "model_attributes_type": Text("an object"),
+    "tuple_type": Text("an array"),
+    "list_type": Text("an array"),
 }
 RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 # Hints for fields with a pattern, keyed by field name.
-PATTERN_HINTS: dict[str, str] = {}
+PATTERN_HINTS: dict[str, Text] = {}
 
 
 def field_path(location: tuple[int | str, ...]) -> str:
@@ -67,7 +68,7 @@ def _model_at(model: type[BaseModel], location: tuple[int | str, ...]) -> type[B
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-def describe_range(field: FieldInfo | None) -> str:
+def describe_range(field: FieldInfo | None) -> Text | str:
     parts = []
     for rule in field.metadata if field else ():
         if isinstance(rule, Gt):
@@ -78,43 +79,60 @@ def describe_range(field: FieldInfo | None) -> str:
             parts.append(f"< {rule.lt}")
         elif isinstance(rule, Le):
             parts.append(f"<= {rule.le}")
-    return " and ".join(parts) or "in range"
+    if not parts:
+        return Text("in range")
+    described: Text | str = parts[0]
+    for part in parts[1:]:
+        described = Text("{first} and {second}", first=described, second=part)
+    return described
 
 
-def _message(model: type[BaseModel], error: dict[str, Any]) -> str:
+def _value_error(context: dict[str, Any], fallback: str) -> Text | str:
+    """A validator's ValueError: its Text when it raised one, else its words as they are."""
+    error = context.get("error", fallback)
+    argument = error.args[0] if isinstance(error, ValueError) and error.args else None
+    return argument if isinstance(argument, Text) else str(error)
+
+
+def _message(model: type[BaseModel], error: dict[str, Any]) -> Text:
     kind, location, value = error["type"], error["loc"], error.get("input")
-    path = field_path(location) or "the request body"
+    path = field_path(location) or Text("the request body")
     context = error.get("ctx") or {}
     if kind == "missing":
-        return f"{path} is required"
+        return Text("{path} is required", path=path)
     if kind in TYPE_NAMES:
         expected = TYPE_NAMES[kind]
         if not location:
-            return f"the request body must be a JSON object, got {type(value).__name__}"
+            return Text("the request body must be a JSON object, got {type}", type=type(value).__name__)
         if value is None:
-            return f"{path} must not be null; expected {expected}"
-        return f"{path} must be {expected}, got {type(value).__name__} {value!r}"
+            return Text("{path} must not be null; expected {expected}", path=path, expected=expected)
+        return Text("{path} must be {expected}, got {type} {value}", path=path, expected=expected,
+                    type=type(value).__name__, value=repr(value))
     if kind in RANGE_ERRORS:
-        return f"{path} must be {describe_range(_field_at(model, location))}, got {value}"
+        return Text("{path} must be {range}, got {value}", path=path, range=describe_range(_field_at(model, location)),
+                    value=str(value))
     if kind == "finite_number":
-        return f"{path} must be a finite number"
+        return Text("{path} must be a finite number", path=path)
     if kind == "string_too_short":
         minimum = context.get("min_length", 1)
-        return f"{path} must not be empty" if minimum == 1 else f"{path} must be at least {minimum} characters long"
+        return (Text("{path} must not be empty", path=path) if minimum == 1 else
+                Text("{path} must be at least {minimum} characters long", path=path, minimum=minimum))
     if kind == "string_too_long":
-        return f"{path} must be at most {context.get('max_length')} characters long"
+        return Text("{path} must be at most {maximum} characters long", path=path, maximum=context.get("max_length"))
     if kind == "too_short":
-        return f"{path} must have at least {context.get('min_length')} item(s)"
+        return Text("{path} must have at least {minimum} item(s)", path=path, minimum=context.get("min_length"))
     if kind == "too_long":
-        return f"{path} must have at most {context.get('max_length')} item(s)"
+        return Text("{path} must have at most {maximum} item(s)", path=path, maximum=context.get("max_length"))
     if kind in ("literal_error", "enum"):
-        return f"{path} must be one of {context.get('expected', '').replace(' or ', ', ')}; got {value!r}"
+        return Text("{path} must be one of {expected}; got {value}", path=path,
+                    expected=str(context.get("expected", "")).replace(" or ", ", "), value=repr(value))
     if kind == "string_pattern_mismatch":
         name = next((part for part in reversed(location) if isinstance(part, str)), "")
-        return f"{path} {PATTERN_HINTS.get(name, 'has an invalid format')}; got {value!r}"
+        return Text("{path} {rule}; got {value}", path=path,
+                    rule=PATTERN_HINTS.get(name, Text("has an invalid format")), value=repr(value))
     if kind == "value_error":
-        return f"{path} {context.get('error', error['msg'])}"
-    return f"{path}: {error['msg']}"
+        return Text("{path} {rule}", path=path, rule=_value_error(context, error["msg"]))
+    return Text("{path}: {problem}", path=path, problem=str(error["msg"]))
 
 
 def translate(model: type[BaseModel], failure: ValidationError,
@@ -125,11 +143,11 @@ def translate(model: type[BaseModel], failure: ValidationError,
         parent = unknown[0]["loc"][:-1]
         names = [str(error["loc"][-1]) for error in unknown if error["loc"][:-1] == parent]
         owner = _model_at(model, parent)
-        expected = ", ".join(owner.model_fields) if owner else "the documented fields"
+        expected = ", ".join(owner.model_fields) if owner else Text("the documented fields")
         prefix = field_path(parent)
         listed = ", ".join(f"{prefix}.{name}" if prefix else name for name in names)
-        return validation_error(f"unknown field(s) {listed}; expected only: {expected}", prefix or None,
-                                unknown=names)
+        return validation_error(Text("unknown field(s) {names}; expected only: {expected}", names=listed,
+                                     expected=expected), prefix or None, unknown=names)
     first = errors[0]
     path = field_path(first["loc"]) or None
     if statuses and first["type"] in statuses:

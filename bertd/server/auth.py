@@ -9,6 +9,7 @@ import hmac
 from aiohttp import web
 from loguru import logger
 
+from bertd.i18n import Text
 from bertd.server.config import Config
 from bertd.server.errors import Handler, error_response
 from bertd.server.keys import CONFIG, TICKETS
@@ -41,8 +42,8 @@ def needs_token(path: str) -> bool:
     )
 
 
-def _unauthorized(message: str) -> web.Response:
-    response = error_response(401, "unauthorized", message)
+def _unauthorized(request: web.Request, message: Text) -> web.Response:
+    response = error_response(request, 401, "unauthorized", message)
     response.headers["WWW-Authenticate"] = 'Bearer realm="bertd"'
     return response
 
@@ -55,12 +56,12 @@ def _worker_auth(request: web.Request) -> web.Response | None:
     expected = request.app[CONFIG].worker_token
     supplied = _bearer_token(request)
     if supplied is not None and expected is None:
-        return error_response(403, "forbidden", "this bertd takes no workers: start it with BROKER_URL and "
-                              "WORKER_TOKEN to train on other boxes")
+        return error_response(request, 403, "forbidden", Text(
+            "this bertd takes no workers: start it with BROKER_URL and WORKER_TOKEN to train on other boxes"))
     if expected is not None and token_matches(supplied, expected):
         return None
-    return _unauthorized("missing or wrong worker token: a worker sends 'Authorization: Bearer <WORKER_TOKEN>', "
-                         "the same secret the API node has")
+    return _unauthorized(request, Text("missing or wrong worker token: a worker sends 'Authorization: Bearer "
+                                       "<WORKER_TOKEN>', the same secret the API node has"))
 
 
 @web.middleware
@@ -75,20 +76,22 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if bearer is not None:
         if token_matches(bearer, expected):
             return await handler(request)
-        return _unauthorized("missing or wrong API token: send the header 'Authorization: Bearer <API_TOKEN>'")
+        return _unauthorized(request, Text("missing or wrong API token: send the header 'Authorization: Bearer "
+                                           "<API_TOKEN>'"))
     ticket = request.query.get("token") if takes_ticket(request) else None
     if ticket is not None:
         if token_matches(ticket, expected):
-            return _unauthorized("the API token is not taken in a URL (URLs end up in logs and browser history): "
-                                 "send it as 'Authorization: Bearer <API_TOKEN>', or pass ?token= with a ticket "
-                                 "from POST /api/v1/tickets")
+            return _unauthorized(request, Text(
+                "the API token is not taken in a URL (URLs end up in logs and browser history): send it as "
+                "'Authorization: Bearer <API_TOKEN>', or pass ?token= with a ticket from POST /api/v1/tickets"))
         if request.app[TICKETS].redeem(ticket, request.path):
             return await handler(request)
-        return _unauthorized(f"the ticket in ?token= is unknown, already used, expired or for another path than "
-                             f"{request.path}: ask POST /api/v1/tickets for a new one (each works once, "
-                             f"within a minute)")
-    return _unauthorized("missing or wrong API token: send the header 'Authorization: Bearer <API_TOKEN>' "
-                         "(WebSockets and download links may pass ?token= with a ticket from POST /api/v1/tickets)")
+        return _unauthorized(request, Text(
+            "the ticket in ?token= is unknown, already used, expired or for another path than {path}: ask "
+            "POST /api/v1/tickets for a new one (each works once, within a minute)", path=request.path))
+    return _unauthorized(request, Text(
+        "missing or wrong API token: send the header 'Authorization: Bearer <API_TOKEN>' (WebSockets and "
+        "download links may pass ?token= with a ticket from POST /api/v1/tickets)"))
 
 
 def warn_if_exposed(config: Config) -> None:

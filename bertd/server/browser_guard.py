@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from bertd.i18n import Text
 from bertd.server.errors import Handler, error_response
 from bertd.server.keys import BROWSER_POLICY, CONFIG
 from bertd.server.origins import BrowserPolicy, machine_names, normalize_origin, origin_is_host, split_host_header
@@ -41,35 +42,38 @@ async def browser_policy(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _refuse_host(host_header: str) -> web.Response:
+def _refuse_host(request: web.Request, host_header: str) -> web.Response:
     host = split_host_header(host_header)
     name = host[0] if host else host_header[:200]
     return error_response(
-        403, "host_not_allowed",
-        f"refused a request for host {name!r}: it is not an IP address, localhost or this machine's name, "
-        f"so it may come from a DNS-rebinding web page; if bertd is reached by that name (a reverse proxy, "
-        f"a container or service name), add it to ALLOWED_HOSTS (e.g. ALLOWED_HOSTS={name})",
+        request, 403, "host_not_allowed",
+        Text("refused a request for host {name!r}: it is not an IP address, localhost or this machine's name, "
+             "so it may come from a DNS-rebinding web page; if bertd is reached by that name (a reverse proxy, "
+             "a container or service name), add it to ALLOWED_HOSTS (e.g. ALLOWED_HOSTS={name})", name=name),
         {"host": name, "setting": "ALLOWED_HOSTS"})
 
 
 def _refuse_origin(request: web.Request, origin: str | None, fetch_site: str | None) -> web.Response:
+    what: Text
     if request.method == "OPTIONS":
-        what = f"the preflight of a cross-origin {request.headers.get('Access-Control-Request-Method')} request"
+        what = Text("the preflight of a cross-origin {method} request",
+                    method=request.headers.get("Access-Control-Request-Method"))
     else:
-        what = "a WebSocket" if request.method == "GET" else f"a {request.method} request"
+        what = Text("a WebSocket") if request.method == "GET" else Text("a {method} request", method=request.method)
     allowable = normalize_origin(origin) if origin else None
     if allowable:
-        source = f"the web page at {origin}"
+        source = Text("the web page at {origin}", origin=origin)
     elif origin:
-        source = f"a page with the opaque origin {origin!r} (a sandboxed frame or a local file)"
+        source = Text("a page with the opaque origin {origin!r} (a sandboxed frame or a local file)", origin=origin)
     else:
-        source = f"a {fetch_site} web page"
-    hint = f"; to let that origin's pages call the API, add it: ALLOWED_ORIGINS={allowable}" if allowable else ""
+        source = Text("a {fetch_site} web page", fetch_site=fetch_site)
+    hint = (Text("; to let that origin's pages call the API, add it: ALLOWED_ORIGINS={origin}", origin=allowable)
+            if allowable else "")
     return error_response(
-        403, "cross_origin_refused",
-        f"refused {what} to {request.path} from {source}: bertd takes requests that change state, and "
-        f"WebSockets, only from its own dashboard, from origins listed in ALLOWED_ORIGINS and from clients "
-        f"outside a browser{hint}",
+        request, 403, "cross_origin_refused",
+        Text("refused {what} to {path} from {source}: bertd takes requests that change state, and WebSockets, "
+             "only from its own dashboard, from origins listed in ALLOWED_ORIGINS and from clients outside a "
+             "browser{hint}", what=what, path=request.path, source=source, hint=hint),
         {"origin": origin, "sec_fetch_site": fetch_site, "setting": "ALLOWED_ORIGINS"})
 
 
@@ -111,7 +115,7 @@ async def browser_guard(request: web.Request, handler: Handler) -> web.StreamRes
     if host_header is not None:
         host = split_host_header(host_header)
         if host is None or not policy.host_allowed(host[0]):
-            return _refuse_host(host_header)
+            return _refuse_host(request, host_header)
     origin = request.headers.get("Origin")
     fetch_site = request.headers.get("Sec-Fetch-Site")
     cors_origin = normalize_origin(origin) if origin else None

@@ -8,35 +8,41 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 
+from bertd.i18n import Text, render
+from bertd.server.language import request_language
 from bertd.server.responses import json_response
 
 
 class ApiError(Exception):
-    """An error answered as {"error": {"code", "message", "details"}} with an HTTP status."""
+    """An error answered as {"error": {"code", "message", "details"}} with an HTTP status. The
+    message is a Text, rendered in the request's language when answered (a str is sent as is)."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, code: str, message: Text | str, details: Any = None) -> None:
+        super().__init__(str(message))
         self.status = status
         self.code = code
         self.message = message
         self.details = details
 
 
-def validation_error(message: str, field: str | None = None, **details: Any) -> ApiError:
+def validation_error(message: Text | str, field: str | None = None, **details: Any) -> ApiError:
     body = {"field": field, **details} if field is not None else (details or None)
     return ApiError(400, "validation_error", message, body)
 
 
-def not_found(message: str) -> ApiError:
+def not_found(message: Text | str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
-def conflict(message: str, **details: Any) -> ApiError:
+def conflict(message: Text | str, **details: Any) -> ApiError:
     return ApiError(409, "conflict", message, details or None)
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
-    return json_response({"error": {"code": code, "message": message, "details": details}}, status=status)
+def error_response(request: web.Request, status: int, code: str, message: Text | str,
+                   details: Any = None) -> web.Response:
+    """The one error body, its message in the request's language (Accept-Language)."""
+    text = render(message, request_language(request))
+    return json_response({"error": {"code": code, "message": text, "details": details}}, status=status)
 
 
 # aiohttp's own HTTP exceptions (unknown route, wrong method, ...) get the same body.
@@ -63,20 +69,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as error:
-        return error_response(error.status, error.code, error.message, error.details)
+        return error_response(request, error.status, error.code, error.message, error.details)
     except web.HTTPException as error:
         if error.status < 400:
             raise
         code = HTTP_EXCEPTION_CODES.get(error.status, "http_error")
-        message = error.text if error.text and not error.text.startswith(f"{error.status}:") else error.reason
+        message: Text | str = (error.text if error.text and not error.text.startswith(f"{error.status}:")
+                               else error.reason)
         if error.status == 404:
-            message = f"no route for {request.method} {request.path}"
+            message = Text("no route for {method} {path}", method=request.method, path=request.path)
         elif error.status == 405:
-            message = f"method {request.method} is not allowed on {request.path}"
-        response = error_response(error.status, code, message)
+            message = Text("method {method} is not allowed on {path}", method=request.method, path=request.path)
+        response = error_response(request, error.status, code, message)
         if error.status == 405 and "Allow" in error.headers:
             response.headers["Allow"] = error.headers["Allow"]
         return response
     except Exception:
         logger.exception("unhandled error in {} {}", request.method, request.path)
-        return error_response(500, "internal_error", "bertd hit an unexpected error; the server log has the details")
+        return error_response(request, 500, "internal_error",
+                              Text("bertd hit an unexpected error; the server log has the details"))

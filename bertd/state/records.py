@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bertd.i18n import ENGLISH, Language
 from bertd.protocol import Artifacts, Hyperparameters, Progress, TaskError
 from bertd.sheets import SheetInfo
 
@@ -119,7 +120,8 @@ class TaskRecord:
         """The stored progress, or the initial one of a task that has not reported any."""
         return self.progress or Progress.initial(self.hyperparameters)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, language: Language = ENGLISH) -> dict[str, Any]:
+        """The API's task; a failed task's error and error_message in `language` (bertd.i18n)."""
         return {
             "task_id": self.task_id,
             "status": str(self.status),
@@ -138,8 +140,8 @@ class TaskRecord:
             "progress": self.current_progress.model_dump(mode="json"),
             "metrics": self.metrics,
             "artifacts": self.artifacts.model_dump(mode="json") if self.artifacts else None,
-            "error_message": self.error_message,
-            "error": self.error.model_dump(mode="json") if self.error else None,
+            "error_message": self.error.text_in(language) if self.error else self.error_message,
+            "error": self.error.localized(language) if self.error else None,
             "callback": self.callback,
             "checkpoint": self.checkpoint,
             "interruptions": self.interruptions,

@@ -293,7 +293,7 @@ class Store(PredictionStatements):
             if fields.get("error_message"):
                 data["error_message"] = fields["error_message"]
             if fields.get("error") is not None:
-                data["error"] = fields["error"].model_dump(mode="json")
+                data["error"] = fields["error"].localized()
             data.update(event_data or {})
             await self._insert_event(connection, task_id, "status", data)
         return await self.get_task(task_id)

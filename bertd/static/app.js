@@ -57,40 +57,37 @@ function isNumber(value) {
   return typeof value === "number" && Number.isFinite(value);
 }
 
+// Numbers, dates and durations in the page's locale (i18n.js: Intl).
 function fmtNumber(value, digits = 4) {
-  return isNumber(value) ? String(Number(value.toPrecision(digits))) : "–";
+  return isNumber(value) ? formatNumber(value, { maximumSignificantDigits: digits }) : "–";
 }
 
 function fmtFixed(value, digits = 3) {
-  return isNumber(value) ? value.toFixed(digits) : "–";
+  return isNumber(value) ? formatNumber(value, { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "–";
 }
 
-function fmtPercent(value) {
-  return isNumber(value) ? `${(value * 100).toFixed(1)}%` : "–";
+function fmtPercent(value, digits = 1) {
+  return isNumber(value) ? formatNumber(value, { style: "percent", minimumFractionDigits: digits,
+    maximumFractionDigits: digits }) : "–";
 }
 
-function fmtTime(iso) {
+// parts: "full" (date and time), "short" (month, day, hours, minutes) or "time".
+function fmtTime(iso, parts = "full") {
   if (!iso) return "–";
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return iso;
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
-    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+  return formatDateTime(date, parts);
 }
 
 function fmtDuration(seconds) {
-  if (!isNumber(seconds)) return "–";
-  const s = Math.round(seconds);
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
-  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return isNumber(seconds) ? formatDuration(seconds) : "–";
 }
 
 function fmtBytes(bytes) {
   if (!isNumber(bytes)) return "–";
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1 << 20) return `${(bytes / 1024).toFixed(1)} KB`;
-  return `${(bytes / (1 << 20)).toFixed(1)} MB`;
+  if (bytes < 1024) return `${formatNumber(bytes)} B`;
+  const [size, unit] = bytes < 1 << 20 ? [bytes / 1024, "KB"] : [bytes / (1 << 20), "MB"];
+  return `${formatNumber(size, { minimumFractionDigits: 1, maximumFractionDigits: 1 })} ${unit}`;
 }
 
 function debounce(fn, ms) {
@@ -154,7 +151,8 @@ class ApiError extends Error {
 // Every call goes through here: adds the token, sends JSON or multipart, and turns the API's
 // {"error": {code, message, details}} body into an ApiError the forms can show as it is.
 async function request(method, path, body) {
-  const headers = authHeaders();
+  // The API's error messages come back in the page's language.
+  const headers = { ...authHeaders(), "Accept-Language": i18n.language === "en" ? "en" : `${i18n.language}, zh;q=0.9` };
   let payload;
   if (body instanceof FormData) payload = body;  // the browser sets the multipart boundary itself
   else if (body !== undefined) {
@@ -165,7 +163,7 @@ async function request(method, path, body) {
   try {
     response = await fetch(API + path, { method, headers, body: payload, cache: "no-store" });
   } catch (error) {
-    throw new ApiError(0, "network_error", `Cannot reach the bertd server (${error.message}).`, null);
+    throw new ApiError(0, "network_error", t("Cannot reach the bertd server ({reason}).", { reason: error.message }), null);
   }
   const text = await response.text();
   let data = null;
@@ -204,7 +202,7 @@ function onTokenSaved(event) {
   const token = $("token-input").value.trim();
   // fetch() refuses header values outside Latin-1, and would report it as a network failure.
   if (!/^[\x21-\x7e]*$/.test(token)) {
-    showNotice("The API token can only hold printable ASCII characters (it is sent in an HTTP header).");
+    showNotice(t("The API token can only hold printable ASCII characters (it is sent in an HTTP header)."));
     return;
   }
   setToken(token);
@@ -263,6 +261,7 @@ async function loadHealth() {
     const health = await api("GET", "/health");
     const devices = (health.devices || []).map((d) => (d.type === "cuda" ? d.name || "cuda" : "cpu"));
     $("server-info").textContent = `v${health.version} · ${[...new Set(devices)].join(", ") || "cpu"}`;
+    $("server-info").setAttribute("translate", "no");
   } catch {
     $("server-info").textContent = "";
   }
@@ -271,7 +270,7 @@ async function loadHealth() {
 function setLive(stateName) {
   const indicator = $("live-indicator");
   indicator.dataset.state = stateName;
-  indicator.querySelector(".label").textContent = stateName;
+  indicator.querySelector(".label").textContent = word(stateName);
 }
 
 // The database lags the live stream by up to PROGRESS_WRITE_INTERVAL, so a task re-read over
@@ -300,12 +299,26 @@ function keepClientFields(from, to) {
   }
 }
 
+// Live messages carry a task's error in English (each message is encoded once for every
+// subscriber); a task read over REST has it in the page's language. When both name the same
+// error, the copy that was read stays; a new error shows in English until the re-read that
+// every status change and end triggers (reloadTasksSoon).
+function keepReadError(read, record) {
+  if (read.error && record.error && read.error.code === record.error.code) {
+    record.error = read.error;
+    record.error_message = read.error_message;
+  }
+}
+
 // A snapshot's task is the state as of `seq`: it replaces what we have unless we are further on.
 function mergeSnapshotTask(record, seq) {
   const known = state.tasks.get(record.task_id);
   if (known && isNumber(known._seq) && isNumber(seq) && known._seq > seq) return known;
   record._seq = seq;
-  if (known) keepClientFields(known, record);
+  if (known) {
+    keepClientFields(known, record);
+    keepReadError(known, record);
+  }
   state.tasks.set(record.task_id, record);
   return record;
 }
@@ -327,12 +340,16 @@ function applyLiveMessage(message) {
     task._lastEvaluation = fields;
   } else if (type === "status") {
     task.status = fields.status;
+    const read = { error: task.error, error_message: task.error_message };
     if (fields.error_message) task.error_message = fields.error_message;
     if (fields.error) task.error = fields.error;
+    keepReadError(read, task);
   } else if (type === "warning") {
     task._warnings = [...(task._warnings || []), fields.message];
   } else if (type === "end" && fields.task) {
+    const read = { error: task.error, error_message: task.error_message };
     Object.assign(task, fields.task);
+    keepReadError(read, task);
   }
   renderTask(task);
   return true;
@@ -425,12 +442,16 @@ async function loadTasks() {
     for (const taskId of [...state.tasks.keys()]) {
       if (!listed.has(taskId) && taskId !== state.viewTaskId) state.tasks.delete(taskId);
     }
-    $("task-count").textContent = page.total > page.tasks.length ? `(${page.tasks.length} of ${page.total})`
-      : `(${page.total})`;
+    $("task-count").textContent = page.total > page.tasks.length
+      ? t("({shown} of {total})", { shown: formatNumber(page.tasks.length), total: formatNumber(page.total) })
+      : `(${formatNumber(page.total)})`;
     hideAuthPrompt();
     renderTaskList();
+    // A task that ended is re-read here: its error in the page's language (live messages are English).
+    const open = state.tasks.get(state.viewTaskId);
+    if (open) renderTaskView(open);
   } catch (error) {
-    if (error.status !== 401) showNotice(`Could not load the task list: ${error.message}`);
+    if (error.status !== 401) showNotice(t("Could not load the task list: {reason}", { reason: error.message }));
   }
 }
 
@@ -462,19 +483,24 @@ function setProgressBar(container, task) {
 
 function setStatusBadge(badge, status) {
   badge.dataset.status = status;
-  badge.textContent = status;
+  badge.textContent = word(status);
 }
 
 function shortProgress(task) {
   const p = task.progress || {};
-  if (waitingForBaseModel(task)) return `downloading base model ${downloadPercent(p).toFixed(0)}%`;
-  if (task.status === "queued") return task.queue_position ? `queued #${task.queue_position}` : "queued";
+  if (waitingForBaseModel(task)) {
+    return t("downloading base model {percent}", { percent: fmtPercent(downloadPercent(p) / 100, 0) });
+  }
+  if (task.status === "queued") {
+    return task.queue_position ? t("queued #{position}", { position: task.queue_position }) : word("queued");
+  }
   if (TERMINAL.has(task.status)) {
     const seconds = (Date.parse(task.finished_at) - Date.parse(task.started_at)) / 1000;
-    return isNumber(seconds) ? `${task.status} in ${fmtDuration(seconds)}` : "";
+    return isNumber(seconds) ? t("{status} in {duration}", { status: word(task.status), duration: fmtDuration(seconds) })
+      : "";
   }
-  const epoch = p.total_epochs ? `epoch ${p.current_epoch || 0}/${p.total_epochs}` : "";
-  return [p.phase && p.phase !== "training" ? p.phase : null, epoch, `${progressPercent(task).toFixed(0)}%`]
+  const epoch = p.total_epochs ? t("epoch {epoch}/{epochs}", { epoch: p.current_epoch || 0, epochs: p.total_epochs }) : "";
+  return [p.phase && p.phase !== "training" ? word(p.phase) : null, epoch, fmtPercent(progressPercent(task) / 100, 0)]
     .filter(Boolean).join(" · ");
 }
 
@@ -488,7 +514,7 @@ function taskRow(task) {
       class: "task-row", tabindex: "0", dataset: { taskId: task.task_id },
       onclick: open, onkeydown: (e) => { if (e.key === "Enter") open(); },
     },
-    el("td", {}, el("div", { class: "task-name" }), el("div", { class: "task-sub muted" })),
+    el("td", { translate: "no" }, el("div", { class: "task-name" }), el("div", { class: "task-sub muted" })),
     el("td", {}, el("span", { class: "status-badge" })),
     el("td", { class: "progress-col" },
       el("div", { class: "progress" }, el("div", { class: "progress-bar", role: "progressbar" })),
@@ -508,7 +534,7 @@ function updateTaskRow(row, task) {
   setStatusBadge(row.querySelector(".status-badge"), task.status);
   setProgressBar(row.querySelector(".progress"), task);
   row.querySelector(".progress-note").textContent = shortProgress(task);
-  row.cells[3].textContent = fmtTime(task.created_at).slice(5, 16);
+  row.cells[3].textContent = fmtTime(task.created_at, "short");
 }
 
 function renderTaskList() {
@@ -547,18 +573,27 @@ function showNewTaskView() {
 
 // ---------------------------------------------------------------- upload form
 
+// The chosen file's name beside the chooser (the browser's own input is hidden: see style.css).
+function showChosenFile() {
+  const file = $("upload-file").files[0];
+  const chosen = $("upload-chosen");
+  chosen.textContent = file ? file.name : t("No file chosen");
+  if (file) chosen.setAttribute("translate", "no");
+  else chosen.removeAttribute("translate");
+}
+
 async function onUpload(event) {
   event.preventDefault();
   const box = $("upload-error");
   clearError(box);
   const file = $("upload-file").files[0];
   if (!file) {
-    showError(box, { message: "Choose a .xlsx or .csv file first." });
+    showError(box, { message: t("Choose a .xlsx or .csv file first.") });
     return;
   }
   const button = $("upload-button");
   button.disabled = true;
-  button.textContent = "Uploading…";
+  button.textContent = t("Uploading…");
   try {
     const form = new FormData();
     form.append("file", file, file.name);
@@ -570,25 +605,26 @@ async function onUpload(event) {
     showError(box, error);
   } finally {
     button.disabled = false;
-    button.textContent = "Upload";
+    button.textContent = t("Upload");
   }
 }
 
 function showUploadResult(record, alreadyThere) {
   const rows = record.sheets.map((sheet) => el("tr", {
-    class: "sheet-row", dataset: { sheet: sheet.name }, title: "Use this sheet",
+    class: "sheet-row", dataset: { sheet: sheet.name }, title: t("Use this sheet"),
     onclick: () => { selectValue($("sheet-name"), sheet.name); onSheetChange(); },
   },
-  el("td", { text: sheet.name }),
-  el("td", { class: "num", text: sheet.rows }),
-  el("td", {}, sheet.columns.map((column) => el("span", { class: "chip", text: column })))));
+  el("td", { text: sheet.name, translate: "no" }),
+  el("td", { class: "num", text: formatNumber(sheet.rows) }),
+  el("td", { translate: "no" }, sheet.columns.map((column) => el("span", { class: "chip", text: column })))));
   $("upload-result").replaceChildren(
     el("div", { class: "upload-summary" },
-      el("strong", { text: record.filename }),
-      ` · ${fmtBytes(record.size_bytes)} · ${record.sheets.length} sheet(s)`,
-      alreadyThere ? el("span", { class: "muted", text: " · already uploaded with the same content" }) : null),
+      el("strong", { text: record.filename, translate: "no" }),
+      " · " + fmtBytes(record.size_bytes) + " · " + t("{count} sheet(s)", { count: record.sheets.length }),
+      alreadyThere ? el("span", { class: "muted", text: " · " + t("already uploaded with the same content") }) : null),
     el("table", { class: "data-table", id: "upload-sheets" },
-      el("thead", {}, el("tr", {}, el("th", { text: "Sheet" }), el("th", { text: "Rows" }), el("th", { text: "Columns" }))),
+      el("thead", {}, el("tr", {}, el("th", { text: t("Sheet") }), el("th", { text: t("Rows") }),
+        el("th", { text: t("Columns") }))),
       el("tbody", {}, rows)),
   );
   $("upload-result").hidden = false;
@@ -600,15 +636,15 @@ async function loadFiles(preferred) {
   try {
     state.files = (await api("GET", "/files")).files;
   } catch (error) {
-    if (error.status !== 401) showNotice(`Could not load the uploaded files: ${error.message}`);
+    if (error.status !== 401) showNotice(t("Could not load the uploaded files: {reason}", { reason: error.message }));
     return;
   }
   const training = $("training-file");
   const current = preferred || training.value;
   fillSelect(training, state.files.map((f) => [f.filename, f.filename]), current,
-    state.files.length ? null : "(upload a file first)");
+    state.files.length ? null : t("(upload a file first)"));
   const validation = $("validation-file");
-  fillSelect(validation, [["", "(none: split the training data)"],
+  fillSelect(validation, [["", t("(none: split the training data)")],
     ...state.files.map((f) => [f.filename, f.filename])], validation.value);
   onTrainingFileChange();
   onValidationFileChange();
@@ -633,11 +669,15 @@ function fileRecord(filename) {
 function onTrainingFileChange() {
   const record = fileRecord($("training-file").value);
   const sheets = record ? record.sheets : [];
-  fillSelect($("sheet-name"), sheets.map((s) => [s.name, `${s.name} (${s.rows} rows)`]), $("sheet-name").value);
+  fillSelect($("sheet-name"), sheets.map((s) => [s.name, sheetLabel(s)]), $("sheet-name").value);
   $("sheet-hint").textContent = record && record.filename.toLowerCase().endsWith(".csv")
-    ? "A CSV file has one sheet." : "Sheet to read.";
+    ? t("A CSV file has one sheet.") : t("Sheet to read.");
   onSheetChange();
   suggestModelNames(record);
+}
+
+function sheetLabel(sheet) {
+  return t("{name} ({rows} rows)", { name: sheet.name, rows: formatNumber(sheet.rows) });
 }
 
 function onSheetChange() {
@@ -667,7 +707,7 @@ function guessColumn(columns, hyperparameter, hint, preferLast = false) {
 function onValidationFileChange() {
   const record = fileRecord($("validation-file").value);
   $("validation-sheet-field").hidden = !record;
-  fillSelect($("validation-sheet-name"), record ? record.sheets.map((s) => [s.name, `${s.name} (${s.rows} rows)`]) : [],
+  fillSelect($("validation-sheet-name"), record ? record.sheets.map((s) => [s.name, sheetLabel(s)]) : [],
     $("validation-sheet-name").value);
 }
 
@@ -688,10 +728,11 @@ function suggestModelNames(record) {
 
 async function loadSchema() {
   try {
-    const document_ = await api("GET", "/openapi.json");
+    // The field descriptions in the page's language: the OpenAPI document served translated.
+    const document_ = await api("GET", `/openapi.json?lang=${i18n.language === "en" ? "en" : "zh"}`);
     state.schema = document_.components.schemas.TaskRequest;
   } catch (error) {
-    showNotice(`Could not read the API schema (${error.message}); the create form is incomplete.`);
+    showNotice(t("Could not read the API schema ({reason}); the create form is incomplete.", { reason: error.message }));
     return;
   }
   const properties = state.schema.properties;
@@ -728,7 +769,7 @@ function buildHyperparameterFields(properties) {
   for (const [name, spec] of Object.entries(nested)) advanced.append(hyperparameterField(name, spec));
   linkLoraLearningRate();
   $("hyperparameters-more").querySelector("summary").textContent =
-    `More hyperparameters (${advanced.children.length})`;
+    t("More hyperparameters ({count})", { count: advanced.children.length });
 }
 
 // With LoRA the server picks a larger learning rate when none is sent (see the field's hint), so
@@ -741,7 +782,7 @@ function linkLoraLearningRate() {
   enabled.addEventListener("change", () => {
     if (enabled.checked && rate.value === fullDefault) {
       rate.value = "";
-      rate.placeholder = "LoRA default";
+      rate.placeholder = t("LoRA default");
     } else if (!enabled.checked && rate.value === "") {
       rate.value = fullDefault;
       rate.placeholder = "";
@@ -771,12 +812,14 @@ function hyperparameterField(name, spec) {
     isNumber(spec.exclusiveMinimum) ? `> ${spec.exclusiveMinimum}` : null,
     isNumber(spec.maximum) ? `≤ ${spec.maximum}` : null,
   ].filter(Boolean).join(", ");
-  const hint = [spec.description, `Default: ${JSON.stringify(spec.default ?? null)}`, range].filter(Boolean).join(" ");
+  const fallback = JSON.stringify(spec.default ?? null);
+  const hint = [spec.description, t("Default: {value}", { value: fallback }), range].filter(Boolean).join(" ");
   const label = el("label", { class: `field${type === "boolean" ? " field-check" : ""}`, dataset: { field: `hyperparameters.${name}` }, title: hint },
-    el("span", { class: "name", text: name }),
+    el("span", { class: "name", text: name, translate: "no" }),
     control,
     el("span", { class: "hint" }, spec.description || "", " ",
-      el("span", { class: "default", text: `default ${JSON.stringify(spec.default ?? null)}${range ? `; ${range}` : ""}` })));
+      el("span", { class: "default", text: range ? t("default {value}; {range}", { value: fallback, range })
+        : t("default {value}", { value: fallback }) })));
   return label;
 }
 
@@ -784,6 +827,7 @@ function hyperparameterControl(name, spec, type, nullable) {
   if (spec.enum) {
     const options = spec.enum.map((value) => el("option", { value: String(value), text: String(value) }));
     if (nullable) options.unshift(el("option", { value: "", text: "(null)" }));
+    for (const option of options) option.setAttribute("translate", "no");
     const select = el("select", {}, options);
     select.value = spec.default === null || spec.default === undefined ? "" : String(spec.default);
     return select;
@@ -803,7 +847,7 @@ function hyperparameterControl(name, spec, type, nullable) {
     return input;
   }
   if (type === "array") {
-    const input = el("input", { type: "text", spellcheck: "false", placeholder: "comma-separated" });
+    const input = el("input", { type: "text", spellcheck: "false", placeholder: t("comma-separated") });
     input.value = (spec.default || []).join(", ");
     return input;
   }
@@ -827,14 +871,16 @@ function controlValue(control) {
   const { type, nullable, hp } = control.dataset;
   if (type === "boolean") return control.checked;
   if (control.validity && control.validity.badInput) {
-    throw new FormError(`hyperparameters.${hp}`, `hyperparameters.${hp}: not a number`);
+    throw new FormError(`hyperparameters.${hp}`, t("hyperparameters.{name}: not a number", { name: hp }));
   }
   const raw = control.value.trim();
   if (raw === "") return nullable ? null : undefined;
   if (type === "array") return raw.split(",").map((item) => item.trim()).filter(Boolean);
   if (type === "integer" || type === "number") {
     const value = Number(raw);
-    if (!Number.isFinite(value)) throw new FormError(`hyperparameters.${hp}`, `hyperparameters.${hp}: not a number`);
+    if (!Number.isFinite(value)) {
+      throw new FormError(`hyperparameters.${hp}`, t("hyperparameters.{name}: not a number", { name: hp }));
+    }
     return value;
   }
   return raw;
@@ -842,7 +888,7 @@ function controlValue(control) {
 
 function readTaskRequest() {
   const trainingFile = $("training-file").value;
-  if (!trainingFile) throw new FormError("training_data_file", "Upload a training file first (step 1).");
+  if (!trainingFile) throw new FormError("training_data_file", t("Upload a training file first (step 1)."));
   const hyperparameters = {};
   for (const control of document.querySelectorAll("[data-hp]")) {
     const value = controlValue(control);
@@ -882,10 +928,10 @@ async function onCreate(event) {
     return;
   }
   button.disabled = true;
-  $("create-status").textContent = "Creating…";
+  $("create-status").textContent = t("Creating…");
   try {
     const task = await api("POST", "/training/tasks", body);
-    $("create-status").textContent = task.message || "Task created.";
+    $("create-status").textContent = serverNote(task.message, t("Task created."));
     mergeRestTask(task);
     renderTaskList();
     location.hash = `#/tasks/${encodeURIComponent(task.task_id)}`;
@@ -923,7 +969,7 @@ async function openTask(taskId) {
   } catch (error) {
     if (state.viewTaskId !== taskId) return;
     if (!known) {
-      $("task-title").textContent = "Task not found";
+      $("task-title").textContent = t("Task not found");
       $("task-subtitle").textContent = taskId;
     }
     showError($("task-action-error"), error);
@@ -996,6 +1042,8 @@ function onTaskMessage(taskId, message) {
   applyLiveMessage(message);
   if (message.type === "end") {
     addHistoryToChart(state.tasks.get(taskId));
+    // The stream's messages are in English; the task's error is re-read in the page's language.
+    if (i18n.language !== "en" && message.task && message.task.error) reloadTasksSoon();
     loadEvents(taskId);
     renderTask(state.tasks.get(taskId));
   } else if (message.type === "warning" || message.type === "status" || message.type === "resumed") {
@@ -1009,14 +1057,16 @@ function renderTaskView(task) {
   $("task-title").textContent = task.model_name_cn;
   $("task-subtitle").textContent =
     `${task.model_name_en} · ${task.base_model} · ${task.training_data_file} · id ${task.task_id}`;
+  $("task-title").setAttribute("translate", "no");
+  $("task-subtitle").setAttribute("translate", "no");
   setStatusBadge($("task-status"), task.status);
   setProgressBar($("task-progress"), task);
   $("task-progress-text").replaceChildren(...progressFacts(task, p).map(([label, value]) =>
-    el("span", { class: "fact" }, el("span", { class: "muted", text: `${label} ` }), value)));
+    el("span", { class: "fact" }, el("span", { class: "muted", text: `${t(label)} ` }), String(value))));
   const errorBox = $("task-error");
   errorBox.hidden = !task.error_message && !task.error;
   errorBox.replaceChildren(...(task.error || task.error_message
-    ? [el("div", { class: "muted", text: "Failed" }), ...errorDetails(task.error, task.error_message)] : []));
+    ? [el("div", { class: "muted", text: t("Failed") }), ...errorDetails(task.error, task.error_message)] : []));
   renderWarnings(task);
   renderActions(task);
   renderMetrics(task);
@@ -1026,25 +1076,29 @@ function renderTaskView(task) {
   scheduleChartDraw();
 }
 
+// [label (a msgid), value] pairs under the task's progress bar.
 function progressFacts(task, p) {
   const facts = [];
-  if (task.status === "queued") facts.push(["queue position", task.queue_position ?? "–"]);
-  if (p.phase) facts.push(["phase", p.phase]);
+  if (task.status === "queued") facts.push([N_("queue position"), task.queue_position ?? "–"]);
+  if (p.phase) facts.push([N_("phase"), word(p.phase)]);
   if (waitingForBaseModel(task)) {
-    facts.push(["base model download", `${downloadPercent(p).toFixed(1)}% · ${fmtBytes(p.download_bytes_done)} of ` +
-      `${isNumber(p.download_bytes_total) ? fmtBytes(p.download_bytes_total) : "?"}`]);
+    facts.push([N_("base model download"), t("{percent} · {done} of {total}", {
+      percent: fmtPercent(downloadPercent(p) / 100), done: fmtBytes(p.download_bytes_done),
+      total: isNumber(p.download_bytes_total) ? fmtBytes(p.download_bytes_total) : "?" })]);
   }
-  if (p.total_epochs) facts.push(["epoch", `${p.current_epoch || 0} / ${p.total_epochs}`]);
-  if (p.total_steps) facts.push(["step", `${p.step || 0} / ${p.total_steps}`]);
-  facts.push(["progress", `${progressPercent(task).toFixed(1)}%`]);
-  if (isNumber(p.train_loss)) facts.push(["train loss", fmtNumber(p.train_loss)]);
-  if (isNumber(p.val_accuracy)) facts.push(["val accuracy", fmtPercent(p.val_accuracy)]);
-  if (isNumber(p.samples_per_second)) facts.push(["samples/s", fmtNumber(p.samples_per_second, 3)]);
-  if (ACTIVE.has(task.status) && isNumber(p.eta_seconds)) facts.push(["ETA", fmtDuration(p.eta_seconds)]);
-  if (task.checkpoint) facts.push(["checkpoint", `epoch ${task.checkpoint.epoch}, step ${task.checkpoint.step}`]);
-  if (task.interruptions) facts.push(["restarts survived", task.interruptions]);
-  if (task.started_at) facts.push(["started", fmtTime(task.started_at)]);
-  if (task.finished_at) facts.push(["finished", fmtTime(task.finished_at)]);
+  if (p.total_epochs) facts.push([N_("epoch"), `${p.current_epoch || 0} / ${p.total_epochs}`]);
+  if (p.total_steps) facts.push([N_("step"), `${formatNumber(p.step || 0)} / ${formatNumber(p.total_steps)}`]);
+  facts.push([N_("progress"), fmtPercent(progressPercent(task) / 100)]);
+  if (isNumber(p.train_loss)) facts.push([N_("train loss"), fmtNumber(p.train_loss)]);
+  if (isNumber(p.val_accuracy)) facts.push([N_("val accuracy"), fmtPercent(p.val_accuracy)]);
+  if (isNumber(p.samples_per_second)) facts.push([N_("samples/s"), fmtNumber(p.samples_per_second, 3)]);
+  if (ACTIVE.has(task.status) && isNumber(p.eta_seconds)) facts.push([N_("ETA"), fmtDuration(p.eta_seconds)]);
+  if (task.checkpoint) {
+    facts.push([N_("checkpoint"), t("epoch {epoch}, step {step}", { epoch: task.checkpoint.epoch, step: task.checkpoint.step })]);
+  }
+  if (task.interruptions) facts.push([N_("restarts survived"), task.interruptions]);
+  if (task.started_at) facts.push([N_("started"), fmtTime(task.started_at)]);
+  if (task.finished_at) facts.push([N_("finished"), fmtTime(task.finished_at)]);
   return facts;
 }
 
@@ -1090,7 +1144,7 @@ function renderHyperparameters(task) {
   const rows = Object.entries(task.hyperparameters || {}).map(([key, value]) =>
     el("tr", {}, el("th", { text: key }), el("td", { text: JSON.stringify(value) })));
   rows.push(el("tr", {}, el("th", { text: "callback_url" }), el("td", { text: JSON.stringify(task.callback_url) })));
-  $("task-hyperparameters").replaceChildren(el("tbody", {}, rows));
+  $("task-hyperparameters").replaceChildren(el("tbody", { translate: "no" }, rows));
 }
 
 // Metrics of the best epoch once completed; while training, those of the latest epoch.
@@ -1107,46 +1161,49 @@ function renderMetrics(task) {
   const labels = (m && m.labels) || Object.keys(source.per_class || {});
   // train_val_split 0 without a validation file: nothing was held out, the last epoch was saved.
   const unvalidated = Boolean(m && m.model_selection === "last_epoch");
-  $("metrics-note").textContent = unvalidated ? `no validation rows · last epoch (${m.best_epoch}) saved`
-    : m ? `best epoch ${m.best_epoch ?? "–"}` : `latest epoch ${live.epoch}${ACTIVE.has(task.status) ? " (live)" : ""}`;
+  $("metrics-note").textContent = unvalidated ? t("no validation rows · last epoch ({epoch}) saved", { epoch: m.best_epoch })
+    : m ? t("best epoch {epoch}", { epoch: m.best_epoch ?? "–" })
+      : ACTIVE.has(task.status) ? t("latest epoch {epoch} (live)", { epoch: live.epoch })
+        : t("latest epoch {epoch}", { epoch: live.epoch });
   const summary = [
-    ["accuracy", fmtPercent(source.val_accuracy)],
-    ["macro-F1", fmtPercent(source.val_macro_f1)],
-    ["val loss", fmtNumber(source.val_loss)],
+    [t("accuracy"), fmtPercent(source.val_accuracy)],
+    [t("macro-F1"), fmtPercent(source.val_macro_f1)],
+    [t("val loss"), fmtNumber(source.val_loss)],
   ];
   if (m) {
-    summary.push(["train / val rows", `${m.train_rows ?? "–"} / ${m.validation_rows ?? "–"}`],
-      ["training time", fmtDuration(m.training_seconds)], ["device", `${m.device ?? "–"} ${m.precision ?? ""}`]);
+    const rowsCount = (value) => (isNumber(value) ? formatNumber(value) : "–");
+    summary.push([t("train / val rows"), `${rowsCount(m.train_rows)} / ${rowsCount(m.validation_rows)}`],
+      [t("training time"), fmtDuration(m.training_seconds)], [t("device"), `${m.device ?? "–"} ${m.precision ?? ""}`]);
   }
   $("metrics-summary").replaceChildren(...summary.map(([label, value]) =>
     el("div", { class: "stat" }, el("div", { class: "stat-value", text: value }), el("div", { class: "stat-label muted", text: label }))));
   if (unvalidated) {
     $("metrics-summary").prepend(el("div", { class: "warning-box no-validation", id: "no-validation-note",
-      text: "No validation metrics: train_val_split was 0 and there was no validation_data_file, so every row " +
-        "trained and the last epoch was saved." }));
+      text: t("No validation metrics: train_val_split was 0 and there was no validation_data_file, so every row trained and the last epoch was saved.") }));
   }
   renderPerClass(unvalidated ? [] : labels, source.per_class || {});
   renderConfusion(unvalidated ? [] : labels, source.confusion_matrix || []);
 }
 
 function renderPerClass(labels, perClass) {
-  const head = el("thead", {}, el("tr", {}, ["label", "precision", "recall", "F1", "support"].map((h) => el("th", { text: h }))));
+  const head = el("thead", {}, el("tr", {}, [t("label"), t("precision"), t("recall"), "F1", t("support")]
+    .map((h) => el("th", { text: h }))));
   const rows = labels.map((label) => {
     const c = perClass[label] || {};
-    return el("tr", { dataset: { label } }, el("th", { text: label }),
+    return el("tr", { dataset: { label } }, el("th", { text: label, translate: "no" }),
       el("td", { class: "num", text: fmtFixed(c.precision) }), el("td", { class: "num", text: fmtFixed(c.recall) }),
-      el("td", { class: "num", text: fmtFixed(c.f1) }), el("td", { class: "num", text: c.support ?? "–" }));
+      el("td", { class: "num", text: fmtFixed(c.f1) }), el("td", { class: "num", text: isNumber(c.support) ? formatNumber(c.support) : "–" }));
   });
   $("per-class-table").replaceChildren(head, el("tbody", {}, rows));
 }
 
 function renderConfusion(labels, matrix) {
-  const head = el("thead", {}, el("tr", {}, el("th", { class: "corner", text: "true \\ predicted" }),
-    labels.map((l) => el("th", { text: l }))));
+  const head = el("thead", {}, el("tr", {}, el("th", { class: "corner", text: t("true \\ predicted") }),
+    labels.map((l) => el("th", { text: l, translate: "no" }))));
   const rows = labels.map((label, i) => {
     const counts = matrix[i] || [];
     const total = counts.reduce((a, b) => a + b, 0) || 1;
-    return el("tr", {}, el("th", { text: label }), labels.map((_, j) => {
+    return el("tr", {}, el("th", { text: label, translate: "no" }), labels.map((_, j) => {
       const count = counts[j] ?? 0;
       const share = count / total;
       // Shade by the share of the true label's rows: the diagonal in blue, mistakes in red.
@@ -1179,33 +1236,47 @@ async function loadEvents(taskId) {
   }
   $("task-events").replaceChildren(...events.slice(-200).reverse().map((event) =>
     el("li", { dataset: { type: event.type } },
-      el("span", { class: "muted nowrap", text: fmtTime(event.at).slice(11) }), " ",
-      el("span", { class: "event-type", text: event.type }), " ",
-      el("span", { text: describeEvent(event) }))));
+      el("span", { class: "muted nowrap", text: fmtTime(event.at, "time") }), " ",
+      el("span", { class: "event-type", text: word(event.type) }), " ",
+      el("span", { text: describeEvent(event, task) }))));
   scheduleChartDraw();
 }
 
-function describeEvent(event) {
+function describeEvent(event, task) {
   const d = event.data || {};
-  if (event.type === "status") return `${d.status ?? ""}${d.error_message ? `: ${d.error_message}` : ""}`;
+  if (event.type === "status") {
+    // The event keeps the error as it was recorded, in English; the task read over REST has the
+    // same error in the page's language.
+    const sameError = d.error && task && task.error && task.error.code === d.error.code;
+    const message = sameError ? task.error_message : d.error_message;
+    return message ? t("{status}: {message}", { status: word(d.status), message }) : word(d.status);
+  }
   if (event.type === "epoch" && !isNumber(d.val_accuracy)) {
-    return `epoch ${d.epoch}: train loss ${fmtNumber(d.train_loss)}, train accuracy ${fmtPercent(d.train_accuracy)} ` +
-      "(no validation rows)";
+    return t("epoch {epoch}: train loss {loss}, train accuracy {accuracy} (no validation rows)", {
+      epoch: d.epoch, loss: fmtNumber(d.train_loss), accuracy: fmtPercent(d.train_accuracy) });
   }
   if (event.type === "epoch" || event.type === "evaluation") {
-    return `epoch ${d.epoch}${isNumber(d.step) ? ` step ${d.step}` : ""}: val accuracy ${fmtPercent(d.val_accuracy)}, ` +
-      `macro-F1 ${fmtPercent(d.val_macro_f1)}, val loss ${fmtNumber(d.val_loss)}`;
+    const values = { epoch: d.epoch, step: d.step, accuracy: fmtPercent(d.val_accuracy), f1: fmtPercent(d.val_macro_f1),
+      loss: fmtNumber(d.val_loss) };
+    return isNumber(d.step)
+      ? t("epoch {epoch} step {step}: val accuracy {accuracy}, macro-F1 {f1}, val loss {loss}", values)
+      : t("epoch {epoch}: val accuracy {accuracy}, macro-F1 {f1}, val loss {loss}", values);
   }
   if (event.type === "warning") return d.message ?? "";
   if (event.type === "prediction") {
-    const where = d.file ? ` of ${d.file}${d.sheet_name ? ` (${d.sheet_name})` : ""}` : "";
-    const rows = isNumber(d.rows_total) ? `: ${d.rows_total} rows` : "";
-    return `prediction job ${String(d.prediction_id).slice(0, 8)}${where} ${d.status}${rows}` +
-      `${d.error_message ? `: ${d.error_message}` : ""}`;
+    const values = { id: String(d.prediction_id).slice(0, 8), file: d.file, sheet: d.sheet_name, status: word(d.status),
+      rows: isNumber(d.rows_total) ? formatNumber(d.rows_total) : "" };
+    const what = !d.file ? t("prediction job {id} {status}", values)
+      : d.sheet_name ? t("prediction job {id} of {file} ({sheet}) {status}", values)
+        : t("prediction job {id} of {file} {status}", values);
+    const counted = isNumber(d.rows_total) ? t("{what}: {rows} rows", { what, rows: values.rows }) : what;
+    return d.error_message ? t("{what}: {message}", { what: counted, message: d.error_message }) : counted;
   }
   if (event.type === "resumed") {
-    return `continues from its checkpoint at ${d.epoch_complete ? "the end of" : "within"} epoch ${d.epoch} ` +
-      `(step ${d.step})${d.interruptions ? ` after ${d.interruptions} restart(s)` : ""}`;
+    const where = d.epoch_complete
+      ? t("continues from its checkpoint at the end of epoch {epoch} (step {step})", { epoch: d.epoch, step: d.step })
+      : t("continues from its checkpoint within epoch {epoch} (step {step})", { epoch: d.epoch, step: d.step });
+    return d.interruptions ? t("{what} after {count} restart(s)", { what: where, count: d.interruptions }) : where;
   }
   return JSON.stringify(d);
 }
@@ -1218,7 +1289,7 @@ async function onStop() {
     const task = await api("POST", taskPath(taskId, "/stop"));
     mergeRestTask(task);
     renderTask(task);
-    return task.message || "Stop requested.";
+    return serverNote(task.message, t("Stop requested."));
   });
 }
 
@@ -1228,7 +1299,7 @@ async function onPause() {
     const task = await api("POST", taskPath(taskId, "/pause"));
     mergeRestTask(task);
     renderTask(task);
-    return task.message || "Pause requested.";
+    return serverNote(task.message, t("Pause requested."));
   });
 }
 
@@ -1238,7 +1309,7 @@ async function onResume() {
     const task = await api("POST", taskPath(taskId, "/resume"));
     mergeRestTask(task);
     renderTask(task);
-    return task.message || "Queued again.";
+    return serverNote(task.message, t("Queued again."));
   });
 }
 
@@ -1246,14 +1317,20 @@ async function onDelete() {
   const taskId = state.viewTaskId;
   const task = state.tasks.get(taskId);
   const name = task ? task.model_name_cn : taskId;
-  if (!window.confirm(`Delete task “${name}” with its events and its model? This cannot be undone.`)) return;
+  if (!window.confirm(t("Delete task “{name}” with its events and its model? This cannot be undone.", { name }))) return;
   await runAction(async () => {
     await api("DELETE", taskPath(taskId));
     state.tasks.delete(taskId);
     renderTaskList();
     location.hash = "#/";
-    return "Deleted.";
+    return t("Deleted.");
   });
+}
+
+// A success message from the server (English, as every non-error body is) in English; in another
+// language the page's own words for the same outcome.
+function serverNote(message, own) {
+  return i18n.language === "en" && message ? message : own;
 }
 
 async function runAction(action) {
@@ -1278,7 +1355,7 @@ async function onPredict(event) {
   clearError(box);
   const texts = $("predict-input").value.split("\n").map((t) => t.trim()).filter(Boolean);
   if (!texts.length) {
-    showError(box, { message: "Type at least one text (one per line)." });
+    showError(box, { message: t("Type at least one text (one per line).") });
     return;
   }
   $("predict-button").disabled = true;
@@ -1296,11 +1373,11 @@ function renderPredictions(texts, predictions) {
   const table = $("predict-results");
   const rows = predictions.map((prediction, i) => {
     const top = prediction.top_k || [{ label: prediction.label, score: prediction.score }];
-    return el("tr", {}, el("td", { class: "predict-text", text: texts[i] }),
-      el("td", {}, top.map((entry, rank) => el("span", { class: `chip${rank === 0 ? " chip-top" : ""}`, dataset: { label: entry.label } },
+    return el("tr", {}, el("td", { class: "predict-text", text: texts[i], translate: "no" }),
+      el("td", { translate: "no" }, top.map((entry, rank) => el("span", { class: `chip${rank === 0 ? " chip-top" : ""}`, dataset: { label: entry.label } },
         `${entry.label} `, el("span", { class: "score", text: fmtPercent(entry.score) })))));
   });
-  table.replaceChildren(el("thead", {}, el("tr", {}, el("th", { text: "text" }), el("th", { text: "label (score)" }))),
+  table.replaceChildren(el("thead", {}, el("tr", {}, el("th", { text: t("text") }), el("th", { text: t("label (score)") }))),
     el("tbody", {}, rows));
   table.hidden = false;
 }
@@ -1383,16 +1460,16 @@ function drawCharts() {
   const chart = state.chart;
   const task = state.tasks.get(chart.taskId);
   const totalSteps = task && task.progress && task.progress.total_steps;
-  const emptyText = task && TERMINAL.has(task.status) ? "No training steps were recorded."
-    : "Waiting for the first training step…";
+  const emptyText = task && TERMINAL.has(task.status) ? t("No training steps were recorded.")
+    : t("Waiting for the first training step…");
   drawLineChart($("loss-chart"), [
-    { name: "train loss", color: COLORS.train, points: chart.trainLoss },
-    { name: "val loss", color: COLORS.val, points: chart.valLoss, dots: true },
+    { name: t("train loss"), color: COLORS.train, points: chart.trainLoss },
+    { name: t("val loss"), color: COLORS.val, points: chart.valLoss, dots: true },
   ], { xMax: totalSteps, yFromZero: true, emptyText });
   drawLineChart($("accuracy-chart"), [
-    { name: "train accuracy", color: COLORS.trainAcc, points: chart.trainAcc },
-    { name: "val accuracy", color: COLORS.val, points: chart.valAcc, dots: true },
-    { name: "val macro-F1", color: COLORS.f1, points: chart.valF1, dots: true },
+    { name: t("train accuracy"), color: COLORS.trainAcc, points: chart.trainAcc },
+    { name: t("val accuracy"), color: COLORS.val, points: chart.valAcc, dots: true },
+    { name: t("val macro-F1"), color: COLORS.f1, points: chart.valF1, dots: true },
   ], { xMax: totalSteps, yMin: 0, yMax: 1, percent: true, emptyText });
 }
 
@@ -1489,7 +1566,7 @@ function drawAxes(ctx, area, yTicks, xTicks, sx, sy, percent) {
   for (const tick of xTicks) ctx.fillText(String(tick), sx(tick), area.bottom + 6);
   // The axis title sits under the y labels, where no tick label can collide with it.
   ctx.textAlign = "right";
-  ctx.fillText("step", area.left - 6, area.bottom + 6);
+  ctx.fillText(t("step"), area.left - 6, area.bottom + 6);
   ctx.strokeStyle = "#94a3b8";
   ctx.beginPath();
   ctx.moveTo(area.left + 0.5, area.top);
@@ -1527,6 +1604,7 @@ function bindEvents() {
   $("sheet-name").addEventListener("change", onSheetChange);
   $("text-column").addEventListener("change", onSheetChange);
   $("validation-file").addEventListener("change", onValidationFileChange);
+  $("upload-file").addEventListener("change", showChosenFile);
   for (const id of ["model-name-cn", "model-name-en"]) {
     $(id).addEventListener("input", (event) => { event.target.dataset.touched = "true"; });
   }
@@ -1542,6 +1620,7 @@ function bindEvents() {
 }
 
 async function init() {
+  await loadLanguage();  // first: everything below writes text in the chosen language
   bindEvents();
   $("token-input").value = getToken();
   loadHealth();

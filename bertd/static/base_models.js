@@ -20,7 +20,7 @@ async function loadBaseModels() {
   try {
     listing = await api("GET", "/base-models");
   } catch (error) {
-    if (error.status !== 401) showNotice(`Could not load the base models: ${error.message}`);
+    if (error.status !== 401) showNotice(t("Could not load the base models: {reason}", { reason: error.message }));
     return;
   }
   const listed = new Set(listing.base_models.map((entry) => entry.name));
@@ -41,11 +41,29 @@ function onBaseModelSnapshot(entries) {
 }
 
 // A `base_model` message carries the model's whole state, or {name, status: "deleted"}.
+// Its error is in English (one message for every subscriber): the copy read in the page's
+// language stays when it names the same error; a new one is read again, in the page's language.
 function onBaseModelMessage(message) {
   const { type: _type, at: _at, ...entry } = message;
+  const known = baseModels.get(entry.name);
   if (entry.status === "deleted") baseModels.delete(entry.name);
-  else baseModels.set(entry.name, { ...entry, _liveAt: performance.now() });
+  else {
+    if (entry.error && known && known.error && known.error.code === entry.error.code) {
+      entry.error = known.error;
+      entry.error_message = known.error_message;
+    } else if (entry.error && i18n.language !== "en") {
+      reloadBaseModelsSoon();
+    }
+    baseModels.set(entry.name, { ...entry, _liveAt: performance.now() });
+  }
   renderBaseModels();
+}
+
+let baseModelsReload = null;
+
+function reloadBaseModelsSoon() {
+  clearTimeout(baseModelsReload);
+  baseModelsReload = setTimeout(loadBaseModels, 300);
 }
 
 function downloadShare(entry) {
@@ -55,9 +73,14 @@ function downloadShare(entry) {
 
 function describeShape(entry) {
   const parts = [];
-  if (isNumber(entry.parameters)) parts.push(`${(entry.parameters / 1e6).toFixed(1)}M parameters`);
-  if (isNumber(entry.hidden_size) && isNumber(entry.num_layers)) parts.push(`hidden ${entry.hidden_size} × ${entry.num_layers} layers`);
-  if (isNumber(entry.vocab_size)) parts.push(`vocab ${entry.vocab_size}`);
+  if (isNumber(entry.parameters)) {
+    parts.push(t("{millions}M parameters", { millions: formatNumber(entry.parameters / 1e6, {
+      minimumFractionDigits: 1, maximumFractionDigits: 1 }) }));
+  }
+  if (isNumber(entry.hidden_size) && isNumber(entry.num_layers)) {
+    parts.push(t("hidden {hidden} × {layers} layers", { hidden: entry.hidden_size, layers: entry.num_layers }));
+  }
+  if (isNumber(entry.vocab_size)) parts.push(t("vocab {size}", { size: entry.vocab_size }));
   return parts.join(" · ");
 }
 
@@ -69,20 +92,22 @@ function baseModelDetails(entry) {
       el("div", { class: "progress", dataset: { status: "training" } },
         el("div", { class: "progress-bar", role: "progressbar", style: `width:${percent}%`,
           dataset: { value: String(Math.round(percent * 10) / 10) } })),
-      el("div", { class: "progress-note muted", text: `${share === null ? "?" : percent.toFixed(1)}% · ` +
-        `${fmtBytes(entry.bytes_done)} of ${entry.bytes_total ? fmtBytes(entry.bytes_total) : "?"}` }),
+      el("div", { class: "progress-note muted", text: t("{percent} · {done} of {total}", {
+        percent: share === null ? "?%" : fmtPercent(share), done: fmtBytes(entry.bytes_done),
+        total: entry.bytes_total ? fmtBytes(entry.bytes_total) : "?" }) }),
     ];
   }
   if (entry.status === "failed") return errorDetails(entry.error, entry.error_message);
-  return [el("div", { text: describeShape(entry) }), el("div", { class: "muted path", text: entry.path })];
+  return [el("div", { text: describeShape(entry) }), el("div", { class: "muted path", text: entry.path, translate: "no" })];
 }
 
 // A structured error (code, message, hint) as the dashboard shows it everywhere.
 function errorDetails(error, fallback) {
-  if (!error) return [el("div", { class: "error-text", text: fallback || "failed" })];
+  if (!error) return [el("div", { class: "error-text", text: fallback || word("failed") })];
   return [
-    el("div", { class: "error-text" }, el("strong", { text: error.message }), " ", el("code", { text: error.code })),
-    error.hint ? el("div", { class: "error-hint" }, el("span", { class: "muted", text: "What to do: " }), error.hint) : null,
+    el("div", { class: "error-text" }, el("strong", { text: error.message }), " ",
+      el("code", { text: error.code, translate: "no" })),
+    error.hint ? el("div", { class: "error-hint" }, el("span", { class: "muted", text: t("What to do: ") }), error.hint) : null,
   ];
 }
 
@@ -91,14 +116,15 @@ function renderBaseModels() {
   $("base-model-list").replaceChildren(...entries.map((entry) => el("tr", {
     class: "base-model-row", dataset: { name: entry.name, status: entry.status },
   },
-  el("td", {}, el("div", { class: "task-name", text: entry.name }),
-    el("div", { class: "task-sub muted", text: entry.location === "hf_cache" ? `${entry.source} · HF cache` : entry.source })),
-  el("td", {}, el("span", { class: "status-badge", dataset: { status: entry.status }, text: entry.status })),
+  el("td", {}, el("div", { class: "task-name", text: entry.name, translate: "no" }),
+    el("div", { class: "task-sub muted", text: entry.location === "hf_cache"
+      ? t("{source} · HF cache", { source: word(entry.source) }) : word(entry.source) })),
+  el("td", {}, el("span", { class: "status-badge", dataset: { status: entry.status }, text: word(entry.status) })),
   el("td", { class: "num nowrap", text: entry.status === "ready" ? fmtBytes(entry.size_bytes) : "" }),
   el("td", { class: "base-model-details" }, baseModelDetails(entry)),
   el("td", {}, entry.location === "hf_cache" ? null : el("button", {
-    type: "button", class: "danger small", title: entry.status === "downloading" ? "Stop and discard the download" : "Delete",
-    text: entry.status === "downloading" ? "Cancel" : "Delete", onclick: () => deleteBaseModel(entry.name),
+    type: "button", class: "danger small", title: entry.status === "downloading" ? t("Stop and discard the download") : t("Delete"),
+    text: entry.status === "downloading" ? t("Cancel") : t("Delete"), onclick: () => deleteBaseModel(entry.name),
   })))));
   $("base-models-empty").hidden = entries.length > 0;
   renderBaseModelChoices(entries);
@@ -108,10 +134,10 @@ function renderBaseModels() {
 function renderBaseModelChoices(entries) {
   const ready = entries.filter((entry) => entry.status === "ready").map((entry) => entry.name);
   $("base-model-options").replaceChildren(...entries.filter((entry) => entry.status !== "failed").map((entry) =>
-    el("option", { value: entry.name, label: entry.status === "ready" ? describeShape(entry) || "ready" : entry.status })));
+    el("option", { value: entry.name, label: entry.status === "ready" ? describeShape(entry) || word("ready") : word(entry.status) })));
   $("base-model-available").textContent = ready.length
-    ? `On this server: ${ready.join(", ")}. Another hub id is downloaded first.`
-    : "No base model on this server yet: a hub id is downloaded first (or pull one below).";
+    ? t("On this server: {names}. Another hub id is downloaded first.", { names: ready.join(", ") })
+    : t("No base model on this server yet: a hub id is downloaded first (or pull one below).");
 }
 
 async function onPull(event) {
@@ -120,19 +146,20 @@ async function onPull(event) {
   clearError(box);
   const name = $("pull-name").value.trim();
   if (!name) {
-    showError(box, { message: "Type a hub id, e.g. bert-base-chinese or google-bert/bert-base-chinese." });
+    showError(box, { message: t("Type a hub id, e.g. bert-base-chinese or google-bert/bert-base-chinese.") });
     return;
   }
   const body = { name, source: $("pull-source").value || null, revision: $("pull-revision").value.trim() || null };
   $("pull-button").disabled = true;
-  $("pull-status").textContent = "Starting…";
+  $("pull-status").textContent = t("Starting…");
   const sentAt = performance.now();
   try {
     const { data } = await request("POST", "/base-models", body);
     const { message, ...entry } = data;
     if (!newerThanAnswer(entry.name, sentAt)) baseModels.set(entry.name, entry);
     renderBaseModels();
-    $("pull-status").textContent = message || "";
+    $("pull-status").textContent = serverNote(message, entry.status === "ready"
+      ? t("{name} is already on this server.", { name: entry.name }) : t("Downloading {name}…", { name: entry.name }));
   } catch (error) {
     $("pull-status").textContent = "";
     showError(box, error);
@@ -144,12 +171,12 @@ async function onPull(event) {
 async function deleteBaseModel(name) {
   const box = $("pull-error");
   clearError(box);
-  if (!window.confirm(`Delete base model “${name}” from the server?`)) return;
+  if (!window.confirm(t("Delete base model “{name}” from the server?", { name }))) return;
   try {
     const result = await api("DELETE", `/base-models/${encodeURIComponent(name)}`);
     baseModels.delete(name);
     renderBaseModels();
-    $("pull-status").textContent = result.message || "Deleted.";
+    $("pull-status").textContent = serverNote(result.message, t("Deleted."));
   } catch (error) {
     showError(box, error);
   }

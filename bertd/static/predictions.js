@@ -27,13 +27,13 @@ function renderPredictionCard(task) {
 function fillPredictionFiles() {
   const select = $("predict-file");
   fillSelect(select, state.files.map((f) => [f.filename, f.filename]), select.value,
-    state.files.length ? null : "(upload a file first)");
+    state.files.length ? null : t("(upload a file first)"));
   onPredictionFileChange();
 }
 
 function onPredictionFileChange() {
   const record = fileRecord($("predict-file").value);
-  fillSelect($("predict-sheet"), (record ? record.sheets : []).map((s) => [s.name, `${s.name} (${s.rows} rows)`]),
+  fillSelect($("predict-sheet"), (record ? record.sheets : []).map((s) => [s.name, sheetLabel(s)]),
     $("predict-sheet").value);
   onPredictionSheetChange();
 }
@@ -116,11 +116,13 @@ function onPredictionMessage(message) {
 
 function jobFacts(job) {
   const facts = [];
-  if (job.status === "queued" && job.queue_position) facts.push(`queue position ${job.queue_position}`);
-  if (job.rows_total) facts.push(`${job.rows_done.toLocaleString()} / ${job.rows_total.toLocaleString()} rows`);
-  if (isNumber(job.rows_per_second)) facts.push(`${fmtNumber(job.rows_per_second, 3)} rows/s`);
-  if (job.status === "running" && isNumber(job.eta_seconds)) facts.push(`ETA ${fmtDuration(job.eta_seconds)}`);
-  if (job.status === "running" && job.phase) facts.push(job.phase);
+  if (job.status === "queued" && job.queue_position) facts.push(t("queue position {position}", { position: job.queue_position }));
+  if (job.rows_total) {
+    facts.push(t("{done} / {total} rows", { done: formatNumber(job.rows_done), total: formatNumber(job.rows_total) }));
+  }
+  if (isNumber(job.rows_per_second)) facts.push(t("{rate} rows/s", { rate: fmtNumber(job.rows_per_second, 3) }));
+  if (job.status === "running" && isNumber(job.eta_seconds)) facts.push(t("ETA {duration}", { duration: fmtDuration(job.eta_seconds) }));
+  if (job.status === "running" && job.phase) facts.push(word(job.phase));
   return facts.join(" · ");
 }
 
@@ -128,9 +130,9 @@ function labelSummary(job) {
   if (job.error_message) return job.error_message;
   const counts = Object.entries(job.label_counts || {}).filter(([, count]) => count > 0)
     .sort((a, b) => b[1] - a[1]);
-  const parts = counts.map(([label, count]) => `${label} ${count.toLocaleString()}`);
-  if (job.rows_below_threshold) parts.push(`below threshold ${job.rows_below_threshold.toLocaleString()}`);
-  if (job.rows_empty) parts.push(`empty text ${job.rows_empty.toLocaleString()}`);
+  const parts = counts.map(([label, count]) => `${label} ${formatNumber(count)}`);
+  if (job.rows_below_threshold) parts.push(t("below threshold {count}", { count: formatNumber(job.rows_below_threshold) }));
+  if (job.rows_empty) parts.push(t("empty text {count}", { count: formatNumber(job.rows_empty) }));
   return parts.join(", ");
 }
 
@@ -141,20 +143,21 @@ function predictionRow(job) {
   const actions = [];
   if (job.status === "completed") {
     actions.push(el("a", { class: "button secondary prediction-download", href: API + predictionPath(job.task_id,
-      job.prediction_id, "/download"), download: job.download_name || true, onclick: onDownload, text: "Download" }));
+      job.prediction_id, "/download"), download: job.download_name || true, onclick: onDownload, text: t("Download") }));
   }
   if (job.status === "queued" || job.status === "running") {
-    actions.push(el("button", { type: "button", class: "secondary", text: "Stop",
+    actions.push(el("button", { type: "button", class: "secondary", text: t("Stop"),
       onclick: () => predictionAction(job, "POST", "/stop") }));
   }
-  actions.push(el("button", { type: "button", class: "danger", text: "Delete",
-    onclick: () => window.confirm(`Delete the prediction of ${job.file} and its result?`)
+  actions.push(el("button", { type: "button", class: "danger", text: t("Delete"),
+    onclick: () => window.confirm(t("Delete the prediction of {file} and its result?", { file: job.file }))
       && predictionAction(job, "DELETE", "") }));
   return el("tr", { class: "prediction-row", dataset: { predictionId: job.prediction_id, status: job.status } },
     el("td", {}, fmtTime(job.created_at)),
-    el("td", {}, `${job.file} · ${job.sheet_name} · ${job.text_column}`,
-      el("div", { class: "muted", text: `top_k ${job.top_k}${job.threshold !== null ? ` · threshold ${job.threshold}` : ""}` })),
-    el("td", {}, el("span", { class: "status-badge", dataset: { status: job.status }, text: job.status })),
+    el("td", {}, el("span", { translate: "no", text: `${job.file} · ${job.sheet_name} · ${job.text_column}` }),
+      el("div", { class: "muted", translate: "no",
+        text: `top_k ${job.top_k}${job.threshold !== null ? ` · threshold ${job.threshold}` : ""}` })),
+    el("td", {}, el("span", { class: "status-badge", dataset: { status: job.status }, text: word(job.status) })),
     el("td", {}, bar, el("div", { class: "progress-note muted", text: jobFacts(job) })),
     el("td", { text: labelSummary(job) }),
     el("td", { class: "actions-cell" }, actions));
@@ -165,7 +168,7 @@ function renderPredictionJobs() {
   const jobs = [...predictionJobs.values()].sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
   table.hidden = !jobs.length;
   table.replaceChildren(
-    el("thead", {}, el("tr", {}, ["created", "file · sheet · column", "status", "progress", "labels", ""]
+    el("thead", {}, el("tr", {}, [t("created"), t("file · sheet · column"), t("status"), t("progress"), t("labels"), ""]
       .map((name) => el("th", { text: name })))),
     el("tbody", {}, jobs.map(predictionRow)));
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bertd.i18n import Text
 from bertd.protocol import TrainingInputError, add_base_model_hint
 
 
@@ -19,6 +20,7 @@ def resolve_base_model(name: str, base_models_dir: Path) -> Path:
         return Path(snapshot_download(name, local_files_only=True))
     except Exception as error:  # not cached, malformed id, or offline mode refusing to look
         raise TrainingInputError(
-            f"base model {name!r} is not on this server (not in {local}, nor in the Hugging Face cache)",
+            Text("base model {name!r} is not on this server (not in {folder}, nor in the Hugging Face cache)",
+                 name=name, folder=str(local)),
             code="base_model_missing", hint=add_base_model_hint(name),
         ) from error

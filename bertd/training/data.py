@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bertd.i18n import Text
 from bertd.protocol import Hyperparameters, TrainingInputError
 from bertd.sheets import SheetError, read_table
 from bertd.training.wording import listed
 
-NO_ROWS_HINT = "check that text_column and label_column name the right columns and that their cells are filled in"
+NO_ROWS_HINT = Text("check that text_column and label_column name the right columns and that their cells are "
+                    "filled in")
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,17 @@ def _clean_cell(value: object) -> str:
     return str(value).strip()
 
 
-def labelled_rows(frame: pd.DataFrame, text_column: str, label_column: str, where: str) -> LabelledRows:
+def labelled_rows(frame: pd.DataFrame, text_column: str, label_column: str, where: Text | str) -> LabelledRows:
     """Texts and labels from two columns; rows with an empty text or label are dropped and counted."""
     columns = [str(column) for column in frame.columns]
     for role, column in (("text", text_column), ("label", label_column)):
         if column not in columns:
+            missing = (Text("text column {column!r} not found in {where}", column=column, where=where) if role == "text"
+                       else Text("label column {column!r} not found in {where}", column=column, where=where))
             raise TrainingInputError(
-                f"{role} column {column!r} not found in {where}", code="column_missing",
-                hint=f"set hyperparameters.{role}_column to one of its columns: {listed(columns)}",
+                missing, code="column_missing",
+                hint=Text("set hyperparameters.{role}_column to one of its columns: {columns}", role=role,
+                          columns=listed(columns)),
             )
     texts = [_clean_cell(value) for value in frame[text_column].tolist()]
     labels = [_clean_cell(value) for value in frame[label_column].tolist()]
@@ -82,19 +87,19 @@ def stratified_split(label_ids: np.ndarray, validation_fraction: float, seed: in
     return train, validation
 
 
-def _read(path: Path, sheet_name: str | None, text_column: str, label_column: str) -> tuple[LabelledRows, str]:
+def _read(path: Path, sheet_name: str | None, text_column: str, label_column: str) -> tuple[LabelledRows, Text]:
     try:
         sheet, frame = read_table(path, sheet_name)
     except SheetError as error:
-        hint = ("set hyperparameters.sheet_name (validation_sheet_name for the validation file) to one of the sheets "
-                "named, or null for the first" if error.code == "sheet_missing"
-                else "upload the file again as an .xlsx workbook or a UTF-8 / GB18030 CSV file")
-        raise TrainingInputError(str(error), code=error.code, hint=hint) from error
-    where = f"sheet {sheet!r} of {path.name}"
+        hint = (Text("set hyperparameters.sheet_name (validation_sheet_name for the validation file) to one of the "
+                     "sheets named, or null for the first") if error.code == "sheet_missing"
+                else Text("upload the file again as an .xlsx workbook or a UTF-8 / GB18030 CSV file"))
+        raise TrainingInputError(error.text, code=error.code, hint=hint) from error
+    where = Text("sheet {sheet!r} of {name}", sheet=sheet, name=path.name)
     return labelled_rows(frame, text_column, label_column, where), where
 
 
-def _dropped_warning(rows: LabelledRows, where: str) -> str | None:
+def _dropped_warning(rows: LabelledRows, where: Text) -> str | None:
     parts = []
     if rows.dropped_empty_text:
         parts.append(f"{rows.dropped_empty_text} row(s) with an empty text")
@@ -109,13 +114,15 @@ def load_dataset(training_path: Path, validation_path: Path | None, hp: Hyperpar
     rows, where = _read(training_path, hp.sheet_name, text_column, label_column)
     warnings = [w for w in [_dropped_warning(rows, where)] if w]
     if not rows.texts:
-        raise TrainingInputError(f"no rows left in {where} after dropping rows with an empty text or label",
-                                 code="no_rows", hint=NO_ROWS_HINT)
+        raise TrainingInputError(Text("no rows left in {where} after dropping rows with an empty text or label",
+                                      where=where), code="no_rows", hint=NO_ROWS_HINT)
     label_names = sorted(set(rows.labels))
     if len(label_names) < 2:
         raise TrainingInputError(
-            f"label column {label_column!r} in {where} has only one label ({label_names[0]!r})", code="single_label",
-            hint="a classifier needs at least 2: add rows of another label, or check that label_column is the right column",
+            Text("label column {column!r} in {where} has only one label ({label!r})", column=label_column,
+                 where=where, label=label_names[0]), code="single_label",
+            hint=Text("a classifier needs at least 2: add rows of another label, or check that label_column is the "
+                      "right column"),
         )
     label_to_id = {label: index for index, label in enumerate(label_names)}
     label_ids = np.array([label_to_id[label] for label in rows.labels], dtype=np.int64)
@@ -129,9 +136,9 @@ def load_dataset(training_path: Path, validation_path: Path | None, hp: Hyperpar
         train_index, validation_index = stratified_split(label_ids, hp.train_val_split, hp.random_seed)
         if len(validation_index) == 0:
             raise TrainingInputError(
-                f"too few rows in {where} to hold out a validation set", code="too_few_rows",
-                hint="add rows, upload a validation_data_file, or set train_val_split to 0 to train on every row "
-                     "without validation",
+                Text("too few rows in {where} to hold out a validation set", where=where), code="too_few_rows",
+                hint=Text("add rows, upload a validation_data_file, or set train_val_split to 0 to train on every "
+                          "row without validation"),
             )
         texts = np.array(rows.texts, dtype=object)
         return Dataset(
@@ -148,14 +155,16 @@ def load_dataset(training_path: Path, validation_path: Path | None, hp: Hyperpar
     if warning:
         warnings.append(warning)
     if not validation_rows.texts:
-        raise TrainingInputError(f"no rows left in {validation_where} after dropping rows with an empty text or label",
-                                 code="no_rows", hint=NO_ROWS_HINT)
+        raise TrainingInputError(Text("no rows left in {where} after dropping rows with an empty text or label",
+                                      where=validation_where), code="no_rows", hint=NO_ROWS_HINT)
     unseen = sorted(set(validation_rows.labels) - set(label_names))
     if unseen:
         raise TrainingInputError(
-            f"{validation_where} has label(s) that never occur in the training data: {listed(unseen)}",
+            Text("{where} has label(s) that never occur in the training data: {labels}", where=validation_where,
+                 labels=listed(unseen)),
             code="unseen_labels",
-            hint="remove those rows from the validation file, or add examples of those labels to the training data",
+            hint=Text("remove those rows from the validation file, or add examples of those labels to the training "
+                      "data"),
         )
     return Dataset(
         label_names,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
+from bertd.i18n import Text
 from bertd.protocol import LoraSettings, TrainingInputError
 from bertd.training.wording import listed
 
@@ -31,9 +32,10 @@ def wrap_with_lora(model: torch.nn.Module, settings: LoraSettings) -> torch.nn.M
         linear_names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                                if isinstance(module, torch.nn.Linear)})
         raise TrainingInputError(
-            f"hyperparameters.lora.target_modules {settings.model_dump(mode='json')['target_modules']} do not match "
-            "the base model's layers", code="lora_target_modules",
-            hint=f"its linear layers are named: {listed(linear_names)}; name some of them, or use \"all-linear\"",
+            Text("hyperparameters.lora.target_modules {modules} do not match the base model's layers",
+                 modules=str(settings.model_dump(mode="json")["target_modules"])), code="lora_target_modules",
+            hint=Text("its linear layers are named: {names}; name some of them, or use \"all-linear\"",
+                      names=listed(linear_names)),
         ) from error
 
 

@@ -25,6 +25,7 @@ import transformers.models.bert.modeling_bert  # noqa: F401
 from loguru import logger
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from bertd.i18n import Text
 from bertd.protocol import (
     Interruption,
     PredictionCompleted,
@@ -75,10 +76,12 @@ def load_model(job: PredictionJob) -> LoadedModel:
     transformers.utils.logging.disable_progress_bar()
     model_dir = Path(job.model_dir)
     if not (model_dir / "config.json").is_file():
-        raise TrainingInputError(f"the model of task {job.task_id} is no longer on disk ({model_dir})")
+        raise TrainingInputError(Text("the model of task {task_id} is no longer on disk ({path})", task_id=job.task_id,
+                                      path=str(model_dir)))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if not getattr(tokenizer, "is_fast", False):
-        raise TrainingInputError(f"the model of task {job.task_id} has no fast tokenizer (tokenizer.json)")
+        raise TrainingInputError(Text("the model of task {task_id} has no fast tokenizer (tokenizer.json)",
+                                      task_id=job.task_id))
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="sdpa")
     model.eval()
     device = torch.device(job.device) if job.device and torch.cuda.is_available() else (
@@ -189,13 +192,14 @@ def run_prediction(job: PredictionJob, report: Report, should_stop: ShouldStop) 
     try:
         sheet = read_input(Path(job.input_path), job.input_name, job.sheet_name, job.text_column)
     except SheetError as error:
-        raise TrainingInputError(str(error)) from error
+        raise TrainingInputError(error.text, code=error.code) from error
     predicted = [row for row, text in enumerate(sheet.texts) if text is not None]
     total, empty = len(sheet.texts), len(sheet.texts) - len(predicted)
     report(PredictionProgress(phase=PredictionPhase.LOADING_MODEL, rows_done=0, rows_total=total))
     loaded = load_model(job)
     if job.top_k > len(loaded.labels):
-        raise TrainingInputError(f"top_k {job.top_k} is more than the model's {len(loaded.labels)} labels")
+        raise TrainingInputError(Text("top_k {top_k} is more than the model's {count} labels", top_k=job.top_k,
+                                      count=len(loaded.labels)))
 
     if should_stop() == Interruption.STOP:
         raise TrainingStopped()

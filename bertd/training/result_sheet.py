@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertd.i18n import Text
 from bertd.protocol import partial_path
 from bertd.sheets import SheetError, check_workbook_archive, column_names, decode_csv
 
@@ -47,9 +48,11 @@ def text_of(value: Any) -> str | None:
     return text if text.strip() else None
 
 
-def _column_index(columns: list[str], text_column: str, where: str) -> int:
+def _column_index(columns: list[str], text_column: str, where: Text | str) -> int:
     if text_column not in columns:
-        raise SheetError(f"text column {text_column!r} not found in {where}; columns are: {', '.join(columns)}")
+        raise SheetError(Text("{missing}; columns are: {columns}", columns=", ".join(columns),
+                              missing=Text("text column {column!r} not found in {where}", column=text_column,
+                                           where=where)))
     return columns.index(text_column)
 
 
@@ -74,12 +77,13 @@ def _read_workbook(path: Path, display_name: str, sheet_name: str | None, text_c
     try:
         workbook = openpyxl.load_workbook(path)
     except Exception as error:  # openpyxl raises many types for broken workbooks
-        raise SheetError(f"{display_name} is not a readable .xlsx workbook: {error}") from error
+        raise SheetError(Text("{name} is not a readable .xlsx workbook: {error}", name=display_name,
+                              error=str(error))) from error
     if sheet_name is not None and sheet_name not in workbook.sheetnames:
-        raise SheetError(f"sheet {sheet_name!r} not found in {display_name}; sheets are: "
-                         f"{', '.join(workbook.sheetnames)}")
+        raise SheetError(Text("sheet {sheet!r} not found in {name}; sheets are: {names}", sheet=sheet_name,
+                              name=display_name, names=", ".join(workbook.sheetnames)), code="sheet_missing")
     sheet = workbook[sheet_name] if sheet_name is not None else workbook.worksheets[0]
-    where = f"sheet {sheet.title!r} of {display_name}"
+    where = Text("sheet {sheet!r} of {name}", sheet=sheet.title, name=display_name)
     rows = sheet.iter_rows(min_row=1, values_only=True)
     header = list(next(rows, ()))
     columns = column_names(header)
@@ -123,16 +127,18 @@ def _line_ending(text: str) -> str:
 def _read_csv(path: Path, display_name: str, sheet_name: str | None, text_column: str) -> InputSheet:
     stem = Path(display_name).stem
     if sheet_name not in (None, stem):
-        raise SheetError(f"sheet {sheet_name!r} not found in {display_name}; a CSV file has one sheet, {stem!r}")
+        raise SheetError(Text("sheet {sheet!r} not found in {name}; a CSV file has one sheet, {stem!r}",
+                              sheet=sheet_name, name=display_name, stem=stem), code="sheet_missing")
     encoding, text = decode_csv(path.read_bytes(), display_name)
     newline = _line_ending(text)
     try:
         lines = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as error:
-        raise SheetError(f"{display_name} is not a readable CSV file: {error}") from error
+        raise SheetError(Text("{name} is not a readable CSV file: {error}", name=display_name, error=str(error))) \
+            from error
     header_at = next((position for position, row in enumerate(lines) if not _is_blank(row)), None)
     if header_at is None:
-        raise SheetError(f"{display_name} has no header row")
+        raise SheetError(Text("{name} has no header row", name=display_name))
     header = lines[header_at]
     columns = column_names(list(header))
     index = _column_index(columns, text_column, display_name)

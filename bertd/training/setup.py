@@ -19,6 +19,7 @@ import transformers.models.bert.modeling_bert  # noqa: F401
 from loguru import logger
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from bertd.i18n import Text
 from bertd.protocol import (
     Hyperparameters,
     Phase,
@@ -155,8 +156,9 @@ def load_model_and_tokenizer(job: TrainingJob, label_names: list[str]) -> tuple[
     model_dir = resolve_base_model(job.base_model, Path(job.base_models_dir))
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     if not getattr(tokenizer, "is_fast", False):
-        raise TrainingInputError(f"base model {job.base_model!r} has no fast tokenizer (tokenizer.json)",
-                                 code="base_model_unusable", hint="use a base model whose folder has a tokenizer.json")
+        raise TrainingInputError(Text("base model {name!r} has no fast tokenizer (tokenizer.json)", name=job.base_model),
+                                 code="base_model_unusable",
+                                 hint=Text("use a base model whose folder has a tokenizer.json"))
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             model_dir,
@@ -172,10 +174,11 @@ def load_model_and_tokenizer(job: TrainingJob, label_names: list[str]) -> tuple[
         )
     except (OSError, ValueError) as error:
         reason = " ".join((str(error).strip().splitlines() or [type(error).__name__])[0].split())
-        raise TrainingInputError(f"base model {job.base_model!r} in {model_dir} cannot be loaded: {reason}",
+        raise TrainingInputError(Text("base model {name!r} in {folder} cannot be loaded: {reason}",
+                                      name=job.base_model, folder=str(model_dir), reason=str(reason)),
                                  code="base_model_unusable",
-                                 hint="delete it (DELETE /api/v1/base-models/NAME) and pull it again, or replace the "
-                                      "folder with a complete Hugging Face model") from error
+                                 hint=Text("delete it (DELETE /api/v1/base-models/NAME) and pull it again, or replace "
+                                           "the folder with a complete Hugging Face model")) from error
     return model, tokenizer
 
 

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bertd.i18n import Text
+
 # A task's error message (what went wrong) stays under this; the hint (what to do) is ours and
 # always kept whole.
 MAX_MESSAGE_CHARACTERS = 400
 MAX_LISTED_CHARACTERS = 200
 
 
-def listed(items: Iterable[object], limit: int = MAX_LISTED_CHARACTERS) -> str:
+def listed(items: Iterable[object], limit: int = MAX_LISTED_CHARACTERS) -> Text | str:
     """'a, b, c', or as many as fit in `limit` characters and 'and N more'."""
     names = [str(item) for item in items]
     shown: list[str] = []
     length = 0
     for index, name in enumerate(names):
         if shown and length + len(name) + 2 > limit:
-            return f"{', '.join(shown)} and {len(names) - index} more"
+            return Text("{names} and {count} more", names=", ".join(shown), count=len(names) - index)
         shown.append(name)
         length += len(name) + 2
     return ", ".join(shown)

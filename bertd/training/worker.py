@@ -21,6 +21,7 @@ from typing import Any
 
 from loguru import logger
 
+from bertd.i18n import Text
 from bertd.protocol import (
     Completed,
     Failed,
@@ -73,27 +74,31 @@ def task_error(error: BaseException, doing: str = "training") -> TaskError:
     never cut inside a word) and what to do. The traceback of an unexpected error goes to the log."""
     training = doing == "training"
     if isinstance(error, TrainingInputError):
-        return TaskError(code=error.code, message=shortened(str(error)), hint=error.hint)
+        return error.task_error.model_copy(update={"message": shortened(str(error))})
     if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
-        return TaskError(code="out_of_memory", message="out of GPU memory", hint=(
-            "lower hyperparameters.batch_size or max_sequence_length, or raise gradient_accumulation_steps"
-            if training else "run it when no other job uses the GPU"))
+        return TaskError.of("out_of_memory", Text("out of GPU memory"), Text(
+            "lower hyperparameters.batch_size or max_sequence_length, or raise gradient_accumulation_steps")
+            if training else Text("run it when no other job uses the GPU"))
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES,
                                                        errno.EROFS):
-        where = f" {error.filename}" if error.filename else ""
-        return TaskError(code="disk", message=shortened(f"could not write{where}: {error.strerror}"),
-                         hint="free disk space in DATA_DIR or make it writable")
+        where = shortened(str(error.filename), MAX_MESSAGE_CHARACTERS // 2) if error.filename else None
+        message = (Text("could not write {path}: {reason}", path=where, reason=error.strerror) if where
+                   else Text("could not write: {reason}", reason=error.strerror))
+        return TaskError.of("disk", message, Text("free disk space in DATA_DIR or make it writable"))
     if isinstance(error, MemoryError):
-        return TaskError(code="out_of_memory", message="out of memory",
-                         hint="lower hyperparameters.batch_size or max_sequence_length" if training
-                         else "split the sheet into smaller files")
+        return TaskError.of("out_of_memory", Text("out of memory"),
+                            Text("lower hyperparameters.batch_size or max_sequence_length") if training
+                            else Text("split the sheet into smaller files"))
     first_line = " ".join((str(error).strip().splitlines() or [""])[0].split())
-    message = f"{doing} failed with {type(error).__name__}"
+    kind = type(error).__name__
+    failed = (Text("training failed with {kind}", kind=kind) if training
+              else Text("prediction failed with {kind}", kind=kind))
     # Say less rather than cut: a reason too long to read whole is left to the log.
-    if first_line and len(message) + len(first_line) + 2 <= MAX_MESSAGE_CHARACTERS:
-        message += f": {first_line}"
-    return TaskError(code=f"{doing}_error", message=message,
-                     hint="the server log has the traceback under this job's id; if it happens again, report it")
+    if first_line and len(str(failed)) + len(first_line) + 2 <= MAX_MESSAGE_CHARACTERS:
+        failed = (Text("training failed with {kind}: {reason}", kind=kind, reason=first_line) if training
+                  else Text("prediction failed with {kind}: {reason}", kind=kind, reason=first_line))
+    return TaskError.of(f"{doing}_error", failed, Text(
+        "the server log has the traceback under this job's id; if it happens again, report it"))
 
 
 def worker_main(

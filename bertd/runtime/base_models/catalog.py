@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertd.i18n import ENGLISH, Language
 from bertd.protocol import TaskError
 from bertd.runtime.base_models.files import (
     CONFIG_FILE,
@@ -51,14 +52,15 @@ class BaseModelEntry:
     # Where it is kept: "base_models_dir" (bertd manages it) or "hf_cache" (the Hugging Face cache).
     location: str = "base_models_dir"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, language: Language = ENGLISH) -> dict[str, Any]:
+        """The API's entry; a failed download's error in `language` where its catalogue has it."""
         return {
             "name": self.name, "source": self.source, "path": self.path, "location": self.location,
             "size_bytes": self.size_bytes, "parameters": self.parameters, "hidden_size": self.hidden_size,
             "num_layers": self.num_layers, "vocab_size": self.vocab_size, "revision": self.revision,
             "status": self.status, "bytes_done": self.bytes_done, "bytes_total": self.bytes_total,
-            "error_message": self.error.text if self.error else None,
-            "error": self.error.model_dump(mode="json") if self.error else None,
+            "error_message": self.error.text_in(language) if self.error else None,
+            "error": self.error.localized(language) if self.error else None,
         }
 
 

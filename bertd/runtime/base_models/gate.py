@@ -18,6 +18,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from bertd.i18n import Text
 from bertd.protocol import Phase, Progress, TaskError
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.base_models.catalog import READY, locate
@@ -63,16 +64,16 @@ class BaseModelGate:
         self._downloads.unlisten(self._on_progress, self._on_end)
         await asyncio.gather(*self._writes, return_exceptions=True)
 
-    async def refusal(self, name: str) -> str | None:
+    async def refusal(self, name: str) -> Text | None:
         """Why a task on the missing base model `name` cannot wait for a download; None if it can."""
         if not self._auto:
-            return "AUTO_DOWNLOAD_BASE_MODELS is false"
+            return Text("AUTO_DOWNLOAD_BASE_MODELS is false")
         try:
             validate_base_model_name(name)
         except ValueError:
-            return "it is not a hub id, so it cannot be downloaded"
+            return Text("it is not a hub id, so it cannot be downloaded")
         if self._source == HUGGINGFACE and await asyncio.to_thread(hub_offline):
-            return "bertd runs with HF_HUB_OFFLINE=1, so it cannot be downloaded"
+            return Text("bertd runs with HF_HUB_OFFLINE=1, so it cannot be downloaded")
         return None
 
     async def is_here(self, name: str) -> bool:
@@ -149,9 +150,9 @@ class BaseModelGate:
                 self._wake()
                 return
             failure = outcome.record.error
-            error = TaskError(code="base_model_download_failed",
-                              message=failure.message if failure else f"could not download base model {name!r}",
-                              hint=failure.hint if failure else None)
+            error = (failure.model_copy(update={"code": "base_model_download_failed"}) if failure else
+                     TaskError.of("base_model_download_failed",
+                                  Text("could not download base model {name!r}", name=name)))
             for task_id, progress in waiting.items():
                 await self._fail(task_id, progress, error)
 
