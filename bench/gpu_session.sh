@@ -6,7 +6,11 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#     -d .whl aiosqlite loguru openpyxl et_xmlfile python-calamine defusedxml pytest-aiohttp pytest-asyncio
+#     -d .whl aiosqlite loguru openpyxl et_xmlfile python-calamine defusedxml pytest-aiohttp pytest-asyncio \
+#     pydantic pydantic-core annotated-types typing-inspection typing-extensions swagger-ui-bundle peft psutil
+#
+# (pydantic: the typed job and messages of bertd/protocol.py; swagger-ui-bundle: the server's docs page;
+# peft: LoRA. Check `python3 -c "import pydantic, peft"` there first: any the machine already has can go.)
 #
 # then run `bash bench/gpu_session.sh` through the device tool with carry [".whl"] and a timeout
 # of about 560 s. Output comes back under $OUT (the device tool's folder), or ./gpu-out here.
