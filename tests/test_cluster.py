@@ -78,11 +78,12 @@ class Cluster:
             environment["WORKER_TOKEN"] = token
         return environment
 
-    def start_worker(self, name: str, token: str | None = TOKEN, function: str = "standin:steady"
-                     ) -> subprocess.Popen:
+    def start_worker(self, name: str, token: str | None = TOKEN, function: str = "standin:steady",
+                     cpus: str | None = None) -> subprocess.Popen:
         # A session of its own: killing the process group kills the whole box (worker and children).
+        pinned = ["taskset", "-c", cpus] if cpus is not None else []
         with (self.directory / f"{name}.log").open("ab") as log:  # the child keeps its own descriptor
-            process = subprocess.Popen([sys.executable, "-m", "bertd", "worker", "--name", name, "--data-dir",
+            process = subprocess.Popen([*pinned, sys.executable, "-m", "bertd", "worker", "--name", name, "--data-dir",
                                         str(self.directory / name)], env=self.worker_environment(token, function),
                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.workers[name] = process
@@ -256,9 +257,13 @@ def test_the_model_comes_back_whole_and_a_worker_without_the_token_gets_nothing(
     time.sleep(2)
     assert cluster.api.request("GET", f"{TASKS}/{task}")[1]["status"] == "queued"  # nobody took it
 
-    cluster.start_worker("gpu-box", function="bertd.training.loop:run_training")
+    # On one core: the box trains with its own cores (one thread), not the API node's figure.
+    cluster.start_worker("gpu-box", function="bertd.training.loop:run_training",
+                         cpus="0" if shutil.which("taskset") else None)
     done = cluster.api.wait_for(task, lambda t: t["status"] in ("completed", "failed"), timeout=120)
     assert done["status"] == "completed", done["error_message"]
+    if shutil.which("taskset"):
+        assert f"task {task} training on cpu with 1 thread(s)" in cluster.log("gpu-box")
     assert done["worker"] == "gpu-box"
     model = Path(done["artifacts"]["model_path"])
     assert model.parent == cluster.directory / "api" / "models" and (model / "model.safetensors").is_file()

@@ -8,7 +8,9 @@ slots and notices when the box is gone."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import socket
 import threading
 import time
@@ -129,6 +131,7 @@ def serve_worker(config: BoxConfig, gpus: list[dict[str, Any]]) -> int:
                                   name="heartbeats", daemon=True)
     heartbeats.start()
     api = ApiNode(config.url, config.token)
+    cpu_threads = max(1, len(os.sched_getaffinity(0)) // config.slots)
     app = make_celery(config.broker_url, config.slots)
 
     @app.task(name=CELERY_TASK, ignore_result=True)
@@ -137,8 +140,8 @@ def serve_worker(config: BoxConfig, gpus: list[dict[str, Any]]) -> int:
         slot, device = slots.take()
         logger.info("task {} run {} on slot {} ({})", remote.task_id, remote.run_id, slot, device or "cpu")
         try:
-            asyncio.run(_run_with_shutdown(BoxContext(config.name, config.broker_url, api, config.data_dir, pool),
-                                           remote, device, shutting_down))
+            context = BoxContext(config.name, config.broker_url, api, config.data_dir, pool, cpu_threads)
+            asyncio.run(_run_with_shutdown(context, remote, device, shutting_down))
         finally:
             slots.give_back(slot)
 
@@ -174,8 +177,7 @@ async def _run_with_shutdown(context: BoxContext, remote: RemoteJob, device: str
 
     mirroring = asyncio.create_task(mirror())
     try:
-        await run_remote_job(BoxContext(context.name, context.broker_url, context.api, context.data_dir,
-                                        context.pool, event), remote, device)
+        await run_remote_job(dataclasses.replace(context, shutting_down=event), remote, device)
     finally:
         mirroring.cancel()
         await asyncio.gather(mirroring, return_exceptions=True)

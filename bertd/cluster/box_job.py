@@ -33,6 +33,9 @@ class BoxContext:
     api: ApiNode
     data_dir: Path
     pool: LocalPool
+    # torch threads per job on the CPU: this box's cores shared among its slots (the job as sent
+    # carries the API node's figure, which says nothing of this box).
+    cpu_threads: int = 1
     shutting_down: asyncio.Event | None = None
 
     @property
@@ -84,6 +87,7 @@ async def _local_job(context: BoxContext, remote: RemoteJob, device: str | None)
         "output_dir": str(scratch / "model"),
         "checkpoint_dir": str(scratch / "checkpoints"),
         "device": device,
+        "cpu_threads": context.cpu_threads,
     })
 
 

@@ -239,9 +239,10 @@ def prepare(job: TrainingJob, report: Report) -> Setup:
         trainable_parameters=trainable_parameters, total_parameters=total_parameters,
     )
     logger.info(
-        "task {} training on {} ({}{}{}{}): {} train / {} validation rows, {} labels, {} steps, {:,} of {:,} "
+        "task {} training on {}{} ({}{}{}{}): {} train / {} validation rows, {} labels, {} steps, {:,} of {:,} "
         "parameters trained",
-        job.task_id, device, autocast_dtype or "fp32", ", compiled" if compiled else "",
+        job.task_id, device, f" with {torch.get_num_threads()} thread(s)" if device.type == "cpu" else "",
+        autocast_dtype or "fp32", ", compiled" if compiled else "",
         ", NumPy dropout" if numpy_dropout else "", ", LoRA" if hp.lora.enabled else "",
         len(train_split), len(validation_split), len(dataset.label_names), total_steps,
         trainable_parameters, total_parameters,
