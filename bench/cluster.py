@@ -52,10 +52,14 @@ def redis_server(folder: Path):
 
 def start_workers(count: int, folder: Path, api: ServerProcess, broker: str) -> list[subprocess.Popen]:
     workers = []
+    cores = len(os.sched_getaffinity(0))
     for index in range(count):
         environment = {**os.environ, "BERTD_URL": api.url, "BROKER_URL": broker, "WORKER_TOKEN": TOKEN,
                        "LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1"}
-        workers.append(subprocess.Popen([sys.executable, "-m", "bertd", "worker", "--name", f"box-{index}",
+        # Each box on a core of its own, as boxes are machines of their own (a box shares its cores
+        # among its slots: two boxes each believing they had both cores would run four threads on two).
+        pinned = ["taskset", "-c", str(index % cores)] if count > 1 and shutil.which("taskset") else []
+        workers.append(subprocess.Popen([*pinned, sys.executable, "-m", "bertd", "worker", "--name", f"box-{index}",
                                          "--data-dir", str(folder / f"box-{index}")], env=environment,
                                         stdout=subprocess.DEVNULL,
                                         stderr=(folder / f"box-{index}.log").open("w"),
