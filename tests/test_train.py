@@ -114,12 +114,15 @@ def test_worker_messages_say_what_to_do() -> None:
 
     import torch
 
-    from bertd.protocol import TaskError, TrainingInputError
+    from bertd.protocol import TrainingInputError
     from bertd.training.worker import task_error
 
     oom = task_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert oom == TaskError(code="out_of_memory", message="out of GPU memory", hint=(
+    assert (oom.code, oom.message, oom.hint) == ("out_of_memory", "out of GPU memory", (
         "lower hyperparameters.batch_size or max_sequence_length, or raise gradient_accumulation_steps"))
+    assert oom.text_in("zh_CN") != oom.text  # and it has its Chinese
+    predicting = task_error(torch.cuda.OutOfMemoryError("CUDA out of memory."), "prediction")
+    assert (predicting.code, predicting.hint) == ("out_of_memory", "run it when no other job uses the GPU")
     full = task_error(OSError(errno.ENOSPC, "No space left on device", "/data/models/x/model.safetensors"))
     assert full.text == ("could not write /data/models/x/model.safetensors: No space left on device; "
                          "free disk space in DATA_DIR or make it writable")
