@@ -22,7 +22,7 @@ from bertd.protocol import (
 )
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.executor import Run
-from bertd.state.records import PredictionRecord, PredictionStatus
+from bertd.state.records import PredictionRecord, PredictionStatus, warning_data
 from bertd.state.store import Store
 
 
@@ -95,8 +95,8 @@ async def follow_prediction(active: ActivePrediction, store: Store, announcer: A
                     last_write = time.monotonic()
                     await store.set_prediction_progress(active.prediction_id, **changes)
             case WarningReport():
-                await store.add_event(active.job.task_id, "warning", {"message": message.message,
-                                                                      "prediction_id": active.prediction_id})
+                await store.add_event(active.job.task_id, "warning", {
+                    **warning_data(message.message, message.text), "prediction_id": active.prediction_id})
             case PredictionCompleted() | Stopped() | Failed():
                 active.verdict = message
             case Exited():

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bertd.i18n import ENGLISH, Language
+from bertd.i18n import ENGLISH, Language, Text
 from bertd.protocol import Artifacts, Hyperparameters, Progress, TaskError
 from bertd.sheets import SheetInfo
 
@@ -157,8 +157,18 @@ class TaskEvent:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at, "type": self.type, "data": self.data}
+    def to_json(self, language: Language = ENGLISH) -> dict[str, Any]:
+        """The event; a message kept with its catalogue entry (`text`) is given in `language`."""
+        data = self.data
+        if "text" in data:
+            data = {name: value for name, value in data.items() if name != "text"}
+            data["message"] = Text.model_validate(self.data["text"]).render(language)
+        return {"id": self.id, "at": self.at, "type": self.type, "data": data}
+
+
+def warning_data(message: str, text: Text | None) -> dict[str, Any]:
+    """A warning event's data: the English message, and its catalogue entry when it has one."""
+    return {"message": message, "text": text.model_dump(mode="json")} if text else {"message": message}
 
 
 class DownloadStatus(enum.StrEnum):
