@@ -242,6 +242,8 @@ class PredictionRecord:
     output_path: str | None = None
     seconds: float | None = None
     error_message: str | None = None
+    # Why it failed or stopped, structured (error_message is its English text).
+    error: TaskError | None = None
     # 1 = the next job to start (tasks and prediction jobs together); None unless queued.
     queue_position: int | None = None
 
@@ -257,7 +259,8 @@ class PredictionRecord:
             return 100.0
         return round(100.0 * self.rows_done / self.rows_total, 2) if self.rows_total else 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, language: Language = ENGLISH) -> dict[str, Any]:
+        """The API's job; its error_message in `language` (bertd.i18n)."""
         remaining = (self.rows_total or 0) - self.rows_done
         eta = (round(remaining / self.rows_per_second, 1) if self.status == PredictionStatus.RUNNING
                and self.rows_per_second and self.rows_total else None)
@@ -286,5 +289,5 @@ class PredictionRecord:
             "output_columns": self.columns,
             "seconds": self.seconds,
             "download_name": self.download_name if self.status == PredictionStatus.COMPLETED else None,
-            "error_message": self.error_message,
+            "error_message": self.error.text_in(language) if self.error else self.error_message,
         }
