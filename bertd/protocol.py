@@ -194,6 +194,12 @@ class EpochReport(Message):
 class WarningReport(Message):
     type: Literal["warning"] = "warning"
     message: str
+    # The message as a catalogue entry, so the API shows it in a reader's language.
+    text: Text | None = None
+
+    @classmethod
+    def of(cls, text: Text) -> WarningReport:
+        return cls(message=str(text), text=text)
 
 
 class Artifacts(BaseModel):

@@ -3,6 +3,7 @@ processes and speak the real message protocol; only the model work is left out."
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -146,3 +147,8 @@ def slow_prediction(job: PredictionJob, report: Report, should_stop: ShouldStop)
     output.write_text("stand-in result", encoding="utf-8")
     return PredictionCompleted(rows_total=total, rows_empty=0, label_counts={LABELS[0]: total},
                                columns=["predicted_label", "predicted_score"], output_path=str(output), seconds=2.0)
+
+
+def dying_prediction(job: PredictionJob, report: Report, should_stop: ShouldStop) -> PredictionCompleted:
+    """The worker process dies at once (as one killed for memory would)."""
+    os._exit(3)

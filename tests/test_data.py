@@ -40,8 +40,8 @@ def test_empty_rows_are_dropped_and_reported(tmp_path: Path) -> None:
     frame.loc[1, "标签"] = None
     dataset = load_dataset(write_xlsx(tmp_path / "d.xlsx", {"data": frame}), None, hyperparameters())
     assert len(dataset.train_texts) + len(dataset.validation_texts) == 28
-    assert dataset.warnings == ["dropped 1 row(s) with an empty text and 1 row(s) with an empty label "
-                                "from sheet 'data' of d.xlsx"]
+    assert [str(warning) for warning in dataset.warnings] == [
+        "dropped 1 row(s) with an empty text and 1 row(s) with an empty label from sheet 'data' of d.xlsx"]
 
 
 def test_labels_keep_their_strings_in_sorted_order_and_numbers_stay_as_written(tmp_path: Path) -> None:

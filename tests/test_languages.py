@@ -135,6 +135,23 @@ async def test_a_failed_tasks_error_is_shown_in_the_readers_language(make_client
         {k: v for k, v in english.items() if not k.startswith("error")}
 
 
+async def test_a_tasks_warnings_are_shown_in_the_readers_language(make_client, tmp_path: Path) -> None:
+    client = await make_client()
+    frame = labelled_frame(rows_per_label=10)
+    frame.loc[0, "内容"] = "  "
+    frame.loc[1, "内容"] = None
+    data = write_xlsx(tmp_path / "空行.xlsx", {"data": frame})
+    assert (await upload(client, data)).status == 201
+    task = await create(client, task_body(data.name, epochs=1))
+    assert (await wait_for(client, task["task_id"], {"failed", "completed"}, timeout=60))["status"] == "completed"
+    path = f"/api/v1/training/tasks/{task['task_id']}/events?limit=1000"
+    english = [e["data"] for e in (await (await client.get(path)).json())["events"] if e["type"] == "warning"]
+    chinese = [e["data"] for e in (await (await client.get(path, headers=ZH)).json())["events"]
+               if e["type"] == "warning"]
+    assert english == [{"message": "dropped 2 row(s) with an empty text from sheet 'data' of 空行.xlsx"}]
+    assert chinese == [{"message": "已从空行.xlsx 的工作表 'data'中去掉 2 行空文本的行"}]
+
+
 async def test_the_openapi_document_and_docs_page_in_chinese(make_client) -> None:
     client = await make_client()
     english = await (await client.get("/api/v1/openapi.json")).json()

@@ -177,3 +177,21 @@ async def test_a_job_running_at_shutdown_runs_again_at_the_next_start(make_clien
     assert done["status"] == "completed" and done["rows_done"] == 40
     history = [e["data"] for e in await events(restarted, task_id) if e["type"] == "prediction"]
     assert [entry["status"] for entry in history] == ["queued", "running", "queued", "running", "completed"]
+
+
+async def test_a_failed_job_says_why_in_the_readers_language(make_client, csv_file: Path) -> None:
+    client = await make_client(training_function="standin:with_model", prediction_function="standin:dying_prediction")
+    assert (await upload(client, csv_file)).status == 201
+    model_task = (await create(client, standin_body(csv_file.name, 0)))["task_id"]
+    await wait_for(client, model_task, {"completed"}, timeout=30)
+    job = await create_prediction(client, model_task, file=csv_file.name, text_column="内容")
+    done = await wait_for_prediction(client, model_task, job["prediction_id"], {"completed", "failed", "stopped"})
+    assert (done["status"], done["error_message"]) == ("failed", (
+        "the worker process died with exit code 3 while starting; if it was killed for memory, split the sheet "
+        "into smaller files"))
+    path = f"{predictions_path(model_task)}/{job['prediction_id']}"
+    chinese = await (await client.get(path, headers={"Accept-Language": "zh-CN"})).json()
+    assert chinese["error_message"] == ("工作进程在 starting 阶段异常退出（退出码 3）；"
+                                        "如果是因内存不足被终止，请把表格拆成较小的文件")
+    listed = await (await client.get(predictions_path(model_task), headers={"Accept-Language": "zh-CN"})).json()
+    assert listed["predictions"][0]["error_message"] == chinese["error_message"]

@@ -18,6 +18,7 @@ from bertd.schema.requests import PredictionJobRequest
 from bertd.schema.validation import parse
 from bertd.server.errors import ApiError, conflict, not_found, validation_error
 from bertd.server.keys import SCHEDULER, STORE
+from bertd.server.language import request_language
 from bertd.server.responses import json_response
 from bertd.state.prediction_store import TaskNotCompleted
 from bertd.state.records import PREDICTION_TERMINAL, PredictionRecord, PredictionStatus, TaskRecord, utc_now
@@ -82,21 +83,21 @@ async def create_prediction(request: web.Request) -> web.Response:
                                                       count=full.args[0])) from None
     message = (f"prediction job queued at position {job.queue_position}" if job.queue_position
                else "prediction job created")
-    return json_response({**job.to_json(), "message": message}, status=202)
+    return json_response({**job.to_json(request_language(request)), "message": message}, status=202)
 
 
 async def list_predictions(request: web.Request) -> web.Response:
     store = request.app[STORE]
     task = await task_or_404(store, request.match_info["task_id"])
     jobs = await store.list_predictions(task.task_id)
-    return json_response({"predictions": [job.to_json() for job in jobs]})
+    return json_response({"predictions": [job.to_json(request_language(request)) for job in jobs]})
 
 
 async def get_prediction(request: web.Request) -> web.Response:
     store = request.app[STORE]
     task = await task_or_404(store, request.match_info["task_id"])
     job = await prediction_or_404(store, task, request.match_info["prediction_id"])
-    return json_response(job.to_json())
+    return json_response(job.to_json(request_language(request)))
 
 
 def content_disposition(name: str, fallback: str) -> str:
@@ -135,7 +136,7 @@ async def stop_prediction(request: web.Request) -> web.Response:
         raise not_found(no_such_job(job.prediction_id, task))
     message = ("prediction job stopped" if stopped.status == PredictionStatus.STOPPED else
                "stop requested; the job ends as stopped once its worker has exited")
-    return json_response({**stopped.to_json(), "message": message}, status=202)
+    return json_response({**stopped.to_json(request_language(request)), "message": message}, status=202)
 
 
 async def delete_prediction(request: web.Request) -> web.Response:

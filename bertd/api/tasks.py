@@ -237,4 +237,4 @@ async def list_events(request: web.Request) -> web.Response:
     after = query_int(request, "after", 0, 0, 2**62)
     limit = query_int(request, "limit", 100, 1, MAX_EVENTS_LIMIT)
     events = await store.list_events(task.task_id, after, limit)
-    return json_response({"events": [event.to_json() for event in events]})
+    return json_response({"events": [event.to_json(request_language(request)) for event in events]})

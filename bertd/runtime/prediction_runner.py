@@ -13,13 +13,14 @@ from typing import Any
 
 from loguru import logger
 
-from bertd.protocol import StopReason
+from bertd.i18n import Text
+from bertd.protocol import StopReason, TaskError
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.executor import Executor
 from bertd.runtime.gpus import GpuAssigner
 from bertd.runtime.jobs import JobSettings
 from bertd.runtime.prediction_files import PredictionFiles
-from bertd.runtime.prediction_supervisor import ActivePrediction, follow_prediction, prediction_ending
+from bertd.runtime.prediction_supervisor import ActivePrediction, error_fields, follow_prediction, prediction_ending
 from bertd.state.records import PREDICTION_TERMINAL, PredictionRecord, PredictionStatus, TaskStatus, utc_now
 from bertd.state.store import Store
 
@@ -57,8 +58,9 @@ class PredictionRunner:
         for job in await self._store.predictions_in((PredictionStatus.RUNNING,)):
             self.files.remove(self.files.result_path(job.task_id, job.prediction_id, job.file))
             target = PredictionStatus.QUEUED if self._requeue else PredictionStatus.STOPPED
-            fields: dict[str, Any] = {"phase": None, "rows_done": 0, "rows_per_second": None} if self._requeue else {
-                "phase": "stopped", "error_message": "the server stopped while it was running; create it again"}
+            fields: dict[str, Any] = {"phase": None, "rows_done": 0, "rows_per_second": None} if self._requeue else \
+                error_fields("stopped", TaskError.of("shutdown", Text("the server stopped while it was running"),
+                                                     Text("create it again")))
             await self._end(job, target, event_data={"reason": "recovery"}, **fields)
 
     async def submit(self, job: PredictionRecord) -> PredictionRecord:
@@ -77,8 +79,8 @@ class PredictionRunner:
         self._announcer.prediction_transition(PredictionStatus.QUEUED, claimed)
         task = await self._store.get_task(job.task_id)
         if task is None or task.status != TaskStatus.COMPLETED or task.artifacts is None:
-            await self._end(claimed, PredictionStatus.FAILED, phase="failed",
-                            error_message=f"task {job.task_id} has no completed model any more")
+            await self._end(claimed, PredictionStatus.FAILED, **error_fields("failed", TaskError.of(
+                "model_missing", Text("task {task_id} has no completed model any more", task_id=job.task_id))))
             return
         output = self.files.result_path(job.task_id, job.prediction_id, job.file)
         run_job = self._jobs.prediction_job_for(claimed, task, self._gpus.assign(job.prediction_id), output)
@@ -87,8 +89,8 @@ class PredictionRunner:
         except Exception as error:
             logger.exception("prediction {} could not be started", job.prediction_id)
             self._gpus.release(job.prediction_id)
-            await self._end(claimed, PredictionStatus.FAILED, phase="failed",
-                            error_message=f"the worker process could not start: {error}")
+            await self._end(claimed, PredictionStatus.FAILED, **error_fields("failed", TaskError.of(
+                "worker_start", Text("the worker process could not start: {error}", error=str(error)))))
             return
         active = ActivePrediction(claimed, run, output)
         self.active[job.prediction_id] = active

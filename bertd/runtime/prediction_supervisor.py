@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertd.i18n import Text
 from bertd.protocol import (
     Exited,
     Failed,
@@ -17,12 +18,13 @@ from bertd.protocol import (
     PredictionProgress,
     Stopped,
     StopReason,
+    TaskError,
     Verdict,
     WarningReport,
 )
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.executor import Run
-from bertd.state.records import PredictionRecord, PredictionStatus
+from bertd.state.records import PredictionRecord, PredictionStatus, warning_data
 from bertd.state.store import Store
 
 
@@ -63,19 +65,27 @@ def prediction_ending(active: ActivePrediction, requeue_after_shutdown: bool) ->
                 "label_counts": done.label_counts, "columns": done.columns, "output_path": done.output_path,
                 "seconds": done.seconds, "rows_per_second": done.rows_per_second})
         case Failed(error=error, expected=expected, traceback=traceback):
-            return PredictionEnding(PredictionStatus.FAILED, {"phase": "failed", "error_message": error},
+            return PredictionEnding(PredictionStatus.FAILED, {"phase": "failed", "error_message": error,
+                                                              "error": active.verdict.detail},
                                     None if expected else traceback)
     if reason == StopReason.SHUTDOWN and requeue_after_shutdown:
         # It has no checkpoint: it runs again from the start at the next start of the server.
         return PredictionEnding(PredictionStatus.QUEUED, {"phase": None, "rows_done": 0, "rows_per_second": None})
     if reason is not None or isinstance(active.verdict, Stopped):
-        message = "the server shut down while it was running; create it again" if reason == StopReason.SHUTDOWN \
-            else None
-        return PredictionEnding(PredictionStatus.STOPPED, {"phase": "stopped", "error_message": message})
+        if reason != StopReason.SHUTDOWN:
+            return PredictionEnding(PredictionStatus.STOPPED, {"phase": "stopped", "error_message": None})
+        return PredictionEnding(PredictionStatus.STOPPED, error_fields("stopped", TaskError.of(
+            "shutdown", Text("the server shut down while it was running"), Text("create it again"))))
     detail = active.exited.detail if active.exited else "an unknown exit status"
-    return PredictionEnding(PredictionStatus.FAILED, {"phase": "failed", "error_message": (
-        f"the worker process died with {detail} while {active.job.phase or 'starting'}; if it was killed for "
-        "memory, split the sheet into smaller files")})
+    return PredictionEnding(PredictionStatus.FAILED, error_fields("failed", TaskError.of(
+        "worker_died", Text("the worker process died with {detail} while {phase}", detail=detail,
+                            phase=active.job.phase or "starting"),
+        Text("if it was killed for memory, split the sheet into smaller files"))))
+
+
+def error_fields(phase: str, error: TaskError) -> dict[str, Any]:
+    """A job's ending fields for `error`: its English text, and the error itself for other languages."""
+    return {"phase": phase, "error_message": error.text, "error": error}
 
 
 
@@ -95,8 +105,8 @@ async def follow_prediction(active: ActivePrediction, store: Store, announcer: A
                     last_write = time.monotonic()
                     await store.set_prediction_progress(active.prediction_id, **changes)
             case WarningReport():
-                await store.add_event(active.job.task_id, "warning", {"message": message.message,
-                                                                      "prediction_id": active.prediction_id})
+                await store.add_event(active.job.task_id, "warning", {
+                    **warning_data(message.message, message.text), "prediction_id": active.prediction_id})
             case PredictionCompleted() | Stopped() | Failed():
                 active.verdict = message
             case Exited():

@@ -32,7 +32,7 @@ from bertd.protocol import (
 )
 from bertd.runtime.announcer import Announcer
 from bertd.runtime.executor import Run
-from bertd.state.records import TaskRecord, TaskStatus, utc_now
+from bertd.state.records import TaskRecord, TaskStatus, utc_now, warning_data
 from bertd.state.store import Store
 
 
@@ -167,17 +167,18 @@ async def follow(active: ActiveRun, store: Store, announcer: Announcer, write_in
                     if await store.add_event(task_id, "evaluation", _data(message), message.origin):
                         announcer.evaluation(task_id, message)
             case WarningReport():
-                if await store.add_event(task_id, "warning", {"message": message.message}, message.origin):
+                if await store.add_event(task_id, "warning", warning_data(message.message, message.text),
+                                         message.origin):
                     announcer.warning(task_id, message.message)
             case CheckpointReport():
                 await store.set_checkpoint(task_id, {"epoch": message.epoch, "step": message.step,
                                                      "size_bytes": message.size_bytes, "at": utc_now()})
                 announcer.checkpoint(task_id, message)
             case CheckpointFailed():
-                text = (f"could not write the checkpoint of epoch {message.epoch}, step {message.step} "
-                        f"({message.reason}); training goes on without it")
-                if await store.add_event(task_id, "warning", {"message": text}, message.origin):
-                    announcer.checkpoint_failed(task_id, text)
+                text = Text("could not write the checkpoint of epoch {epoch}, step {step} ({reason}); training goes "
+                            "on without it", epoch=message.epoch, step=message.step, reason=message.reason)
+                if await store.add_event(task_id, "warning", warning_data(str(text), text), message.origin):
+                    announcer.checkpoint_failed(task_id, str(text))
             case ResumedReport():
                 data = {"epoch": message.epoch, "step": message.step, "epoch_complete": message.epoch_complete,
                         "interruptions": active.task.interruptions}

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from bertd.state.records import PredictionRecord, PredictionStatus, TaskStatus, prediction_sources_of
+from bertd.task_error import TaskError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,7 +28,7 @@ PREDICTION_COLUMNS = """
     END AS queue_position
 """
 # Columns a transition or a progress write may set, and how each is stored.
-JSON_COLUMNS = ("label_counts", "columns")
+JSON_COLUMNS = ("label_counts", "columns", "error")
 PLAIN_COLUMNS = ("started_at", "finished_at", "phase", "rows_done", "rows_total", "rows_per_second", "rows_empty",
                  "rows_below_threshold", "output_path", "seconds", "error_message")
 
@@ -48,6 +49,7 @@ def _prediction_from_row(row: aiosqlite.Row) -> PredictionRecord:
         label_counts=json.loads(row["label_counts_json"]) if row["label_counts_json"] else None,
         columns=json.loads(row["columns_json"]) if row["columns_json"] else None,
         output_path=row["output_path"], seconds=row["seconds"], error_message=row["error_message"],
+        error=TaskError.model_validate_json(row["error_json"]) if row["error_json"] else None,
         queue_position=row["queue_position"],
     )
 
@@ -57,7 +59,8 @@ def _assignments(fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
     for name, value in fields.items():
         if name in JSON_COLUMNS:
             assignments.append(f"{name}_json = ?")
-            values.append(None if value is None else json.dumps(value, ensure_ascii=False))
+            values.append(None if value is None else value.model_dump_json() if isinstance(value, TaskError)
+                          else json.dumps(value, ensure_ascii=False))
         elif name in PLAIN_COLUMNS:
             assignments.append(f"{name} = ?")
             values.append(value)

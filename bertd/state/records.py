@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bertd.i18n import ENGLISH, Language
+from bertd.i18n import ENGLISH, Language, Text
 from bertd.protocol import Artifacts, Hyperparameters, Progress, TaskError
 from bertd.sheets import SheetInfo
 
@@ -157,8 +157,18 @@ class TaskEvent:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at, "type": self.type, "data": self.data}
+    def to_json(self, language: Language = ENGLISH) -> dict[str, Any]:
+        """The event; a message kept with its catalogue entry (`text`) is given in `language`."""
+        data = self.data
+        if "text" in data:
+            data = {name: value for name, value in data.items() if name != "text"}
+            data["message"] = Text.model_validate(self.data["text"]).render(language)
+        return {"id": self.id, "at": self.at, "type": self.type, "data": data}
+
+
+def warning_data(message: str, text: Text | None) -> dict[str, Any]:
+    """A warning event's data: the English message, and its catalogue entry when it has one."""
+    return {"message": message, "text": text.model_dump(mode="json")} if text else {"message": message}
 
 
 class DownloadStatus(enum.StrEnum):
@@ -232,6 +242,8 @@ class PredictionRecord:
     output_path: str | None = None
     seconds: float | None = None
     error_message: str | None = None
+    # Why it failed or stopped, structured (error_message is its English text).
+    error: TaskError | None = None
     # 1 = the next job to start (tasks and prediction jobs together); None unless queued.
     queue_position: int | None = None
 
@@ -247,7 +259,8 @@ class PredictionRecord:
             return 100.0
         return round(100.0 * self.rows_done / self.rows_total, 2) if self.rows_total else 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, language: Language = ENGLISH) -> dict[str, Any]:
+        """The API's job; its error_message in `language` (bertd.i18n)."""
         remaining = (self.rows_total or 0) - self.rows_done
         eta = (round(remaining / self.rows_per_second, 1) if self.status == PredictionStatus.RUNNING
                and self.rows_per_second and self.rows_total else None)
@@ -276,5 +289,5 @@ class PredictionRecord:
             "output_columns": self.columns,
             "seconds": self.seconds,
             "download_name": self.download_name if self.status == PredictionStatus.COMPLETED else None,
-            "error_message": self.error_message,
+            "error_message": self.error.text_in(language) if self.error else self.error_message,
         }

@@ -345,7 +345,9 @@ function applyLiveMessage(message) {
     if (fields.error) task.error = fields.error;
     keepReadError(read, task);
   } else if (type === "warning") {
-    task._warnings = [...(task._warnings || []), fields.message];
+    // Live messages are in English; in another language the warning is read from the task's events
+    // (loadEventsSoon), which the server gives in the page's language.
+    if (i18n.language === "en") task._warnings = [...(task._warnings || []), fields.message];
   } else if (type === "end" && fields.task) {
     const read = { error: task.error, error_message: task.error_message };
     Object.assign(task, fields.task);

@@ -107,9 +107,15 @@ function onPredictionMessage(message) {
     }
   } else if (message.type === "prediction_status") {
     job.status = message.status;
-    if (message.error_message) job.error_message = message.error_message;
+    if (message.error_message && i18n.language === "en") job.error_message = message.error_message;
   } else if (message.type === "prediction_end") {
+    const read = job.error_message;
     Object.assign(job, message.prediction);
+    // Live messages are in English: a job that ended with an error is read again in the page's language.
+    if (i18n.language !== "en" && job.error_message) {
+      job.error_message = read;
+      loadPredictionJobsSoon();
+    }
   }
   renderPredictionJobs();
 }

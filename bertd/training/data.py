@@ -32,7 +32,7 @@ class Dataset:
     train_label_ids: np.ndarray
     validation_texts: list[str]
     validation_label_ids: np.ndarray
-    warnings: list[str]
+    warnings: list[Text]
 
 
 def _clean_cell(value: object) -> str:
@@ -99,13 +99,16 @@ def _read(path: Path, sheet_name: str | None, text_column: str, label_column: st
     return labelled_rows(frame, text_column, label_column, where), where
 
 
-def _dropped_warning(rows: LabelledRows, where: Text) -> str | None:
-    parts = []
-    if rows.dropped_empty_text:
-        parts.append(f"{rows.dropped_empty_text} row(s) with an empty text")
-    if rows.dropped_empty_label:
-        parts.append(f"{rows.dropped_empty_label} row(s) with an empty label")
-    return f"dropped {' and '.join(parts)} from {where}" if parts else None
+def _dropped_warning(rows: LabelledRows, where: Text) -> Text | None:
+    texts, labels = rows.dropped_empty_text, rows.dropped_empty_label
+    if texts and labels:
+        return Text("dropped {texts} row(s) with an empty text and {labels} row(s) with an empty label from {where}",
+                    texts=texts, labels=labels, where=where)
+    if texts:
+        return Text("dropped {rows} row(s) with an empty text from {where}", rows=texts, where=where)
+    if labels:
+        return Text("dropped {rows} row(s) with an empty label from {where}", rows=labels, where=where)
+    return None
 
 
 def load_dataset(training_path: Path, validation_path: Path | None, hp: Hyperparameters) -> Dataset:
@@ -129,8 +132,8 @@ def load_dataset(training_path: Path, validation_path: Path | None, hp: Hyperpar
 
     if validation_path is None and hp.train_val_split == 0:
         # As the original system did on request: every row trains, nothing is held out.
-        warnings.append(f"train_val_split is 0 and there is no validation_data_file: training on all "
-                        f"{len(rows.texts)} rows without validation metrics; the last epoch is saved")
+        warnings.append(Text("train_val_split is 0 and there is no validation_data_file: training on all {rows} "
+                             "rows without validation metrics; the last epoch is saved", rows=len(rows.texts)))
         return Dataset(label_names, rows.texts, label_ids, [], np.array([], dtype=np.int64), warnings)
     if validation_path is None:
         train_index, validation_index = stratified_split(label_ids, hp.train_val_split, hp.random_seed)

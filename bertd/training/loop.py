@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from bertd.i18n import Text
 from bertd.protocol import (
     Completed,
     EpochReport,
@@ -172,8 +173,9 @@ def end_epoch(setup: Setup, state: LoopState, epoch: int, report: Report) -> boo
         return False
     state.epochs_without_improvement += 1
     if state.epochs_without_improvement >= hp.early_stopping_patience and epoch < hp.epochs:
-        report(WarningReport(message=f"early stopping after epoch {epoch}: {hp.early_stopping_metric} did not "
-                                     f"improve for {state.epochs_without_improvement} epoch(s)"))
+        report(WarningReport.of(Text("early stopping after epoch {epoch}: {metric} did not improve for {epochs} "
+                                     "epoch(s)", epoch=epoch, metric=hp.early_stopping_metric,
+                                     epochs=state.epochs_without_improvement)))
         return True
     return False
 

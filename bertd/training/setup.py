@@ -88,13 +88,13 @@ def pick_autocast_dtype(precision: str, device: torch.device, report: Report) ->
         return None
     if device.type != "cuda":
         if precision == "fp16":
-            report(WarningReport(message="precision fp16 needs a GPU; training in fp32 on the CPU"))
+            report(WarningReport.of(Text("precision fp16 needs a GPU; training in fp32 on the CPU")))
             return None
         return torch.bfloat16 if precision == "bf16" else None
     if precision == "fp16":
         return torch.float16
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        report(WarningReport(message="this GPU has no bf16; training in fp16 instead"))
+        report(WarningReport.of(Text("this GPU has no bf16; training in fp16 instead")))
         return torch.float16
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -187,8 +187,8 @@ def prepare(job: TrainingJob, report: Report) -> Setup:
     report(ProgressReport(phase=Phase.LOADING_DATA))
     dataset = load_dataset(Path(job.training_data_path),
                            Path(job.validation_data_path) if job.validation_data_path else None, hp)
-    for message in dataset.warnings:
-        report(WarningReport(message=message))
+    for warning in dataset.warnings:
+        report(WarningReport.of(warning))
 
     report(ProgressReport(phase=Phase.LOADING_MODEL))
     # Seed before the model is built so the new classification head starts the same every run.
@@ -197,8 +197,8 @@ def prepare(job: TrainingJob, report: Report) -> Setup:
     if hp.lora.enabled:
         model = wrap_with_lora(model, hp.lora)
         if hp.learning_rate < LORA_SMALL_LEARNING_RATE:
-            report(WarningReport(message=f"learning_rate {hp.learning_rate:g} is low for LoRA, whose adapters "
-                                         "usually need 1e-4 to 1e-3; the model may barely change"))
+            report(WarningReport.of(Text("learning_rate {rate} is low for LoRA, whose adapters usually need 1e-4 "
+                                         "to 1e-3; the model may barely change", rate=f"{hp.learning_rate:g}")))
     trainable_parameters, total_parameters = parameter_counts(model)
 
     device = pick_device(job)
@@ -214,8 +214,8 @@ def prepare(job: TrainingJob, report: Report) -> Setup:
     max_length = hp.max_sequence_length
     model_limit = getattr(model.config, "max_position_embeddings", None)
     if model_limit is not None and max_length > model_limit:
-        report(WarningReport(message=f"max_sequence_length {max_length} exceeds what base model "
-                                     f"{job.base_model!r} supports; using {model_limit}"))
+        report(WarningReport.of(Text("max_sequence_length {length} exceeds what base model {model!r} supports; "
+                                     "using {limit}", length=max_length, model=job.base_model, limit=model_limit)))
         max_length = model_limit
     train_split = encode(tokenizer, dataset.train_texts, dataset.train_label_ids, max_length)
     validation_split = encode(tokenizer, dataset.validation_texts, dataset.validation_label_ids, max_length)
