@@ -44,11 +44,22 @@ async def run_once(directory: Path, base_models_dir: Path, csv_file: Path) -> No
     await lingering.close()
 
 
+async def settled() -> None:
+    """Wait for what a stopped server leaves ending a moment later (aiosqlite's connection thread,
+    the spare's exit), so a snapshot taken now holds only what lives as long as the process."""
+    for _ in range(150):
+        if not any("_connection_worker_thread" in name or name.startswith("pump-")
+                   for name in resources()["threads"]):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def test_starting_and_stopping_leaves_nothing_behind(tmp_path: Path, base_models_dir: Path,
                                                            csv_file: Path) -> None:
     # The first round pays for what lives as long as the process: imports, the loop's executor
     # threads, multiprocessing's resource tracker.
     await run_once(tmp_path / "warm-up", base_models_dir, csv_file)
+    await settled()
     before = resources()
     for round_ in range(2):
         await run_once(tmp_path / f"round-{round_}", base_models_dir, csv_file)
