@@ -176,9 +176,11 @@ def test_two_boxes_share_the_queue_in_fifo_order_and_a_dead_box_fails_only_its_t
     assert most == 2  # never more than the two slots
     assert {record["worker"] for record in records.values()} == {"box-a", "box-b"}
     assert sorted(started, key=started.get) == ids  # FIFO
-    for later in ids[2:]:  # each of the last two starts within a second of a slot freeing
+    # Each of the last two starts soon after a slot frees: not after the next heartbeat (3 s), and not
+    # behind a busy box. Two seconds leaves room for a loaded CI machine (1.3 s seen there).
+    for later in ids[2:]:
         freed = max(moment for moment in ended.values() if moment <= started[later])
-        assert started[later] - freed < 1.0 + 0.2, (later, started[later] - freed)
+        assert started[later] - freed < 2.0, (later, started[later] - freed)
 
     # A box whose worker and children are killed at once: its task fails naming it, the queue goes on.
     victim = cluster.create("集群数据.csv", random_seed=2000)["task_id"]  # 40 s if left alone
