@@ -111,13 +111,7 @@ def read_config(path: Path) -> dict[str, Any]:
     config_path = Path(path) / CONFIG_FILE
     if not config_path.is_file():
         raise BaseModelFileError(config_path, f"{config_path} is missing: a base model folder needs a config.json")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BaseModelFileError(config_path, f"{config_path} is not valid JSON: {error}") from error
-    if not isinstance(config, dict):
-        raise BaseModelFileError(config_path, f"{config_path} is not a JSON object")
-    return config
+    return _read_json_object(config_path)
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
