@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bertd.protocol import Interruption, PredictionJob, TrainingInputError, TrainingStopped, partial_path
@@ -83,3 +84,57 @@ def test_a_stop_ends_the_job_without_a_result_and_bad_input_is_a_clear_error(cla
         run_prediction(job_for(classifier, data, output, model_dir=str(tmp_path / "gone")), lambda _: None,
                        lambda: None)
     assert not output.exists()
+
+
+def test_scores_are_the_pipelines_for_texts_of_every_length(classifier: Path, tmp_path: Path) -> None:
+    """The whole engine (bulk tokenising, length-sorted batches, the first-token last layer) against
+    transformers' own pipeline on the same texts: the same label and score on every row."""
+    from transformers import pipeline
+
+    frame = labelled_frame(rows_per_label=20, seed=5)
+    frame["内容"] = [text * (1 + row % 7) for row, text in enumerate(frame["内容"])]  # 1x to 7x: mixed widths
+    data = tmp_path / "mixed.csv"
+    frame.to_csv(data, index=False)
+    run_prediction(job_for(classifier, data, tmp_path / "out.csv", max_length=64), lambda _: None, lambda: None)
+    ours = pd.read_csv(tmp_path / "out.csv")
+    theirs = pipeline("text-classification", model=str(classifier), device=-1)(
+        frame["内容"].tolist(), truncation=True, max_length=64)
+    assert ours["predicted_label"].tolist() == [result["label"] for result in theirs]
+    assert np.abs(ours["predicted_score"].to_numpy() - [result["score"] for result in theirs]).max() < 1e-5
+
+
+def test_the_last_layer_runs_for_the_first_token_only_with_the_full_layers_logits(classifier: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from bertd.training.first_token import FirstTokenLayer, first_token_only
+
+    model = AutoModelForSequenceClassification.from_pretrained(classifier).eval()
+    ids = torch.randint(5, 60, (4, 40))
+    mask = torch.ones_like(ids)
+    mask[1, 9:], mask[3, 30:] = 0, 0
+    with torch.inference_mode():
+        full = model(input_ids=ids, attention_mask=mask).logits
+    assert first_token_only(model, torch.device("cpu"))
+    assert isinstance(model.bert.encoder.layer[-1], FirstTokenLayer)
+    with torch.inference_mode():
+        assert torch.allclose(model(input_ids=ids, attention_mask=mask).logits, full, atol=1e-6)
+
+    training = AutoModelForSequenceClassification.from_pretrained(classifier).train()
+    assert not first_token_only(training, torch.device("cpu"))  # training needs every token's output
+
+
+def test_a_first_token_layer_that_disagrees_with_the_full_one_is_not_used(classifier: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    from bertd.training import first_token
+
+    original = first_token.FirstTokenLayer.forward
+    monkeypatch.setattr(first_token.FirstTokenLayer, "forward",
+                        lambda self, *args, **kwargs: original(self, *args, **kwargs) + 0.5)
+    model = AutoModelForSequenceClassification.from_pretrained(classifier).eval()
+    assert not first_token.first_token_only(model, torch.device("cpu"))
+    assert type(model.bert.encoder.layer[-1]) is BertLayer

@@ -159,6 +159,40 @@ async def test_a_prediction_job_streams_its_progress_and_end_on_its_own_websocke
     assert missing.status == 404
 
 
+async def test_a_completed_tasks_websocket_carries_its_jobs_until_the_last_one_ends(make_client, csv_file: Path) -> None:
+    client = await make_client(max_concurrent_tasks=1, training_function="standin:with_model",
+                               prediction_function="standin:slow_prediction", progress_report_interval=0.0)
+    await upload(client, csv_file)
+    task_id = (await create(client, standin_body(csv_file.name, 0)))["task_id"]
+    await wait_for(client, task_id, {"completed"}, timeout=30)
+    request = {"file": csv_file.name, "text_column": "内容"}
+    first = await create_prediction(client, task_id, **request)
+    socket = await client.ws_connect(f"{TASKS}/{task_id}/ws")
+    opening = [await socket.receive_json(timeout=10) for _ in range(3)]
+    assert [m["type"] for m in opening] == ["snapshot", "prediction_snapshot", "end"]
+    assert opening[1]["prediction"]["prediction_id"] == first["prediction_id"]
+    # A job created while the stream is open (the first one holds the only slot for 2 s) keeps it
+    # open too: it closes after the last job's end.
+    second = await create_prediction(client, task_id, **request)
+
+    async def until_closed() -> list[dict]:
+        return [message.json() async for message in socket]
+
+    messages = await asyncio.wait_for(until_closed(), 30)
+    assert socket.close_code == 1000
+    assert messages[-1]["type"] == "prediction_end" and messages[-1]["prediction_id"] == second["prediction_id"]
+    for job, first_seq in ((first, opening[1]["seq"]), (second, 0)):
+        own = [m for m in messages if m["prediction_id"] == job["prediction_id"]]
+        assert [m["seq"] for m in own] == list(range(first_seq + 1, first_seq + 1 + len(own)))
+        assert sum(m["type"] == "prediction_progress" for m in own) >= 2
+        assert own[-1]["type"] == "prediction_end" and own[-1]["prediction"]["status"] == "completed"
+    assert all(m["task_id"] == task_id for m in messages)
+    # Once no job is queued or running, the task's stream is its snapshot and end again.
+    again = await client.ws_connect(f"{TASKS}/{task_id}/ws")
+    assert [(await again.receive_json())["type"] for _ in range(2)] == ["snapshot", "end"]
+    assert (await again.receive()).type.name in ("CLOSE", "CLOSED")
+
+
 async def test_a_job_running_at_shutdown_runs_again_at_the_next_start(make_client, csv_file: Path) -> None:
     settings = {"training_function": "standin:with_model", "prediction_function": "standin:slow_prediction"}
     client = await make_client(**settings)

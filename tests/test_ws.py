@@ -14,7 +14,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from bertd.api.ws_frame import text_frame
-from bertd.api.ws_socket import CLOSE_TOO_SLOW, SocketSubscriber
+from bertd.api.ws_socket import CLOSE_TOO_SLOW, SocketSubscriber, TaskStreamEnd
 from bertd.runtime.hub import Hub
 from bertd.runtime.mailbox import Mailbox, SubscriberTooSlow
 from bertd.server.keys import HUB
@@ -246,7 +246,7 @@ async def test_a_keeping_up_subscriber_is_written_to_directly_and_order_holds() 
     hub = Hub()
     transport = FakeTransport()
     socket = web.WebSocketResponse()
-    subscriber = SocketSubscriber("t", socket, transport, queue_limit=16, send_timeout=1.0, close_after_end=True)
+    subscriber = SocketSubscriber("t", socket, transport, queue_limit=16, send_timeout=1.0, ending=TaskStreamEnd())
     hub.subscribe(subscriber)
     sent: list[int] = []
 

@@ -2,7 +2,9 @@
 job's (for dashboards).
 
 Per task: `snapshot` (the task, with the seq it reflects), then `progress` / `epoch` / `warning` /
-`status` messages with increasing seq, then `end` (the full task) and a close with 1000. Per
+`status` messages with increasing seq, then `end` (the full task) and a close with 1000; while
+prediction jobs of the completed task are queued or running, the stream goes on with their messages
+(each numbered in its job's own sequence) and closes after the last one's `prediction_end`. Per
 prediction job the same with `prediction_snapshot`, `prediction_progress`, `prediction_status` and
 `prediction_end`. A client
 that falls too far behind is closed with 4008; on server shutdown every socket is closed with 1001.
@@ -16,7 +18,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bertd.api.tasks import no_such_task
-from bertd.api.ws_socket import SocketSubscriber, close_quietly
+from bertd.api.ws_socket import PredictionStreamEnd, SocketSubscriber, StreamEnd, TaskStreamEnd, close_quietly
 from bertd.i18n import Text
 from bertd.runtime.hub import LiveState
 from bertd.server.errors import ApiError, not_found
@@ -53,7 +55,7 @@ def prediction_snapshot_of(job: PredictionRecord, live: LiveState | None) -> dic
     return body
 
 
-def _subscriber(request: web.Request, task_id: str | None) -> SocketSubscriber:
+def _subscriber(request: web.Request, task_id: str | None, ending: StreamEnd | None) -> SocketSubscriber:
     """A not yet accepted WebSocket and the hub subscriber that writes to it."""
     config = request.app[CONFIG]
     # No permessage-deflate: live messages are small, and one uncompressed frame serves every
@@ -61,7 +63,7 @@ def _subscriber(request: web.Request, task_id: str | None) -> SocketSubscriber:
     socket = web.WebSocketResponse(heartbeat=config.ws_heartbeat_seconds or None, max_msg_size=1 << 16,
                                    compress=False)
     return SocketSubscriber(task_id, socket, request.transport, config.ws_queue_limit,
-                            config.ws_send_timeout_seconds, close_after_end=task_id is not None)
+                            config.ws_send_timeout_seconds, ending=ending)
 
 
 async def _accept(request: web.Request, subscriber: SocketSubscriber) -> None:
@@ -98,17 +100,25 @@ async def task_stream(request: web.Request) -> web.WebSocketResponse:
     # Subscribe before reading the task, so nothing published after the read is missed; the one
     # read both answers 404 (before the upgrade) and makes the snapshot. One read per connect
     # matters when hundreds of dashboards reconnect at once.
-    subscriber = _subscriber(request, task_id)
+    ending = TaskStreamEnd()
+    subscriber = _subscriber(request, task_id, ending)
     states = hub.subscribe(subscriber)
     try:
         task = await store.get_task(task_id)
         if task is None:
             raise not_found(no_such_task(task_id))
+        jobs = await store.predictions_in((PredictionStatus.QUEUED, PredictionStatus.RUNNING), task_id)
         await _accept(request, subscriber)
         live = states.get(task_id)
         seq = live.seq if live else 0
         first: list[dict[str, Any]] = [{"type": "snapshot", "task_id": task_id, "seq": seq,
                                         "task": snapshot_of(task, live)}]
+        # The task's queued and running prediction jobs keep its stream open past its `end`.
+        ending.active_jobs.update(job.prediction_id for job in jobs)
+        for job in jobs:
+            job_live = states.get(job.prediction_id)
+            first.append({"type": "prediction_snapshot", "task_id": task_id, "prediction_id": job.prediction_id,
+                          "seq": job_live.seq if job_live else 0, "prediction": prediction_snapshot_of(job, job_live)})
         if live is None and task.status in TERMINAL_STATUSES:
             first.append({"type": "end", "task_id": task_id, "seq": seq, "task": task.to_json()})
         await _stream(subscriber, first)
@@ -122,7 +132,7 @@ async def prediction_stream(request: web.Request) -> web.WebSocketResponse:
     store, hub = request.app[STORE], request.app[HUB]
     task_id, prediction_id = request.match_info["task_id"], request.match_info["prediction_id"]
     # As for a task: subscribe first, then the one read that answers 404 and makes the snapshot.
-    subscriber = _subscriber(request, prediction_id)
+    subscriber = _subscriber(request, prediction_id, PredictionStreamEnd())
     states = hub.subscribe(subscriber)
     try:
         job = await store.get_prediction(prediction_id)
@@ -144,7 +154,7 @@ async def prediction_stream(request: web.Request) -> web.WebSocketResponse:
 
 async def all_tasks_stream(request: web.Request) -> web.WebSocketResponse:
     store, hub = request.app[STORE], request.app[HUB]
-    subscriber = _subscriber(request, None)
+    subscriber = _subscriber(request, None, None)
     await _accept(request, subscriber)
     states = hub.subscribe(subscriber)
     # In the same step as subscribing: every later base_model message is newer than this.

@@ -7,49 +7,84 @@ Two ways a message goes out:
   under `buffer_limit`), so a direct write can never overtake a queued or in-flight message;
 - otherwise through the mailbox, which the sender task drains with bounded sends (coalescing
   progress, closing a client that falls too far behind with CLOSE_TOO_SLOW).
-An `end` written directly still needs the sender to close a task stream: `offer` records that and
-wakes it."""
+A stream's last message written directly still needs the sender to close the socket: `offer`
+records that and wakes it. Which message is a stream's last is the stream's `StreamEnd` business."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, web
 from loguru import logger
 
 from bertd.api.ws_frame import text_frame
-from bertd.runtime.hub import END_TYPES, Message
+from bertd.runtime.hub import Message
 from bertd.runtime.mailbox import Mailbox, SubscriberTooSlow
 from bertd.server.responses import dumps
+from bertd.state.records import PredictionStatus
 
 CLOSE_TOO_SLOW = 4008
 # Bytes a client may leave unread before new messages queue (and coalesce) instead of being
 # written straight away.
 WRITE_NOW_BUFFER_LIMIT = 64 * 1024
+ACTIVE_PREDICTION = frozenset({str(PredictionStatus.QUEUED), str(PredictionStatus.RUNNING)})
+
+
+class StreamEnd(Protocol):
+    def ended_by(self, message: Mapping[str, Any]) -> bool:
+        """Called once per message sent, in order: is the stream over once it is sent?"""
+
+
+class PredictionStreamEnd:
+    """A prediction job's stream ends with its `prediction_end`."""
+
+    def ended_by(self, message: Mapping[str, Any]) -> bool:
+        return message["type"] == "prediction_end"
+
+
+@dataclass
+class TaskStreamEnd:
+    """A task's stream ends with the task's `end`, or, while prediction jobs of the (completed)
+    task are queued or running, with the `prediction_end` of the last of them."""
+
+    active_jobs: set[str] = field(default_factory=set)
+    task_ended: bool = False
+
+    def ended_by(self, message: Mapping[str, Any]) -> bool:
+        kind = message["type"]
+        if kind == "end":
+            self.task_ended = True
+        elif kind == "prediction_status" and message["status"] in ACTIVE_PREDICTION:
+            self.active_jobs.add(message["prediction_id"])
+        elif kind == "prediction_end":
+            self.active_jobs.discard(message["prediction_id"])
+        return self.task_ended and not self.active_jobs
 
 
 class SocketSubscriber:
     def __init__(self, task_id: str | None, socket: web.WebSocketResponse, transport: asyncio.Transport,
-                 queue_limit: int, send_timeout: float, *, close_after_end: bool,
+                 queue_limit: int, send_timeout: float, *, ending: StreamEnd | None,
                  buffer_limit: int = WRITE_NOW_BUFFER_LIMIT) -> None:
         self.task_id = task_id
         self.mailbox = Mailbox(task_id, queue_limit)
         self.socket = socket
         self._transport = transport
         self._send_timeout = send_timeout
-        self._close_after_end = close_after_end
+        self.ending = ending  # None: the stream of every task, which never ends
         self._buffer_limit = buffer_limit
         # True only while the sender waits on an empty mailbox: the one state in which `offer` may write.
         self._sender_idle = False
-        self._end_written = False
+        self._ended = False  # its last message was written directly; the sender closes the socket
 
     # ---- the hub's side ------------------------------------------------------------------------
 
     def offer(self, message: Message) -> None:
         if self._sender_idle and not self.mailbox.pending() and self._write_now(message):
-            if message["type"] in END_TYPES:
-                self._end_written = True
+            if self.ending is not None and self.ending.ended_by(message):
+                self._ended = True
                 self.mailbox.wake()
             return
         self.mailbox.offer(message)
@@ -74,8 +109,8 @@ class SocketSubscriber:
                 self._sender_idle = True
                 await self.mailbox.wait()
                 self._sender_idle = False
-                if self._end_written and self._close_after_end:
-                    await self.socket.close(code=WSCloseCode.OK, message=b"task ended")
+                if self._ended:
+                    await self.socket.close(code=WSCloseCode.OK, message=b"stream ended")
                     return
                 message = self.mailbox.take()
                 if message is None:
@@ -94,13 +129,13 @@ class SocketSubscriber:
             self._sender_idle = False
 
     async def _deliver(self, message: dict[str, Any]) -> bool:
-        """Send one message; True once the stream is closed after `end`."""
+        """Send one message; True once the stream is closed after its last."""
         # A client that stops reading fills the socket buffer; a bounded send keeps it from
         # holding this connection's sender forever.
         text = message.text if isinstance(message, Message) else dumps(message)
         await asyncio.wait_for(self.socket.send_str(text), self._send_timeout or None)
-        if message["type"] in END_TYPES and self._close_after_end:
-            await self.socket.close(code=WSCloseCode.OK, message=b"task ended")
+        if self.ending is not None and self.ending.ended_by(message):
+            await self.socket.close(code=WSCloseCode.OK, message=b"stream ended")
             return True
         return False
 

@@ -8,8 +8,8 @@ A subscriber is anything with a `task_id` (None: every task) and an `offer(messa
 block; what it does with the message (write it to a socket, queue it) is its own business.
 
 A prediction job has a stream of its own, keyed by its prediction_id: its messages carry the
-task_id of their task (and their prediction_id), and reach that stream's subscribers and those of
-every task."""
+task_id of their task (and their prediction_id, and the seq of the job's stream), and reach that
+stream's subscribers, those of its task, and those of every task."""
 
 from __future__ import annotations
 
@@ -65,6 +65,8 @@ class Hub:
         self._states: dict[str, LiveState] = {}
         self._by_task: dict[str, set[Subscriber]] = {}
         self._everything: set[Subscriber] = set()
+        # A live prediction job's stream -> its task, whose subscribers get the job's messages too.
+        self._owner: dict[str, str] = {}
 
     @property
     def subscriber_count(self) -> int:
@@ -82,10 +84,16 @@ class Hub:
             state.status = body["status"]
         elif kind in PROGRESS_TYPES:
             state.progress = {k: v for k, v in body.items() if k not in ("type", "sent_at")}
-        for subscriber in (*self._by_task.get(task_id, ()), *self._everything):
+        subscribers = [*self._by_task.get(task_id, ()), *self._everything]
+        owner = body.get("task_id", task_id)
+        if owner != task_id:
+            self._owner[task_id] = owner
+            subscribers += self._by_task.get(owner, ())
+        for subscriber in subscribers:
             subscriber.offer(message)
         if kind in END_TYPES:
             del self._states[task_id]
+            self._owner.pop(task_id, None)
         return message
 
     def broadcast(self, body: dict[str, Any]) -> Message:
@@ -99,15 +107,17 @@ class Hub:
         return message
 
     def subscribe(self, subscriber: Subscriber) -> dict[str, LiveState]:
-        """Add a subscriber to its task (or to every task) and return, at this same instant, the
-        live state of that task (or of every active task). Every later message has a larger seq."""
+        """Add a subscriber to its stream (or to every stream) and return, at this same instant, the
+        live state of that stream and of its task's live prediction jobs (or of every live stream).
+        Every later message of a stream has a larger seq."""
         task_id = subscriber.task_id
         if task_id is None:
             self._everything.add(subscriber)
             wanted = self._states
         else:
             self._by_task.setdefault(task_id, set()).add(subscriber)
-            wanted = {task_id: self._states[task_id]} if task_id in self._states else {}
+            keys = [task_id, *(key for key, owner in self._owner.items() if owner == task_id)]
+            wanted = {key: self._states[key] for key in keys if key in self._states}
         return {key: LiveState(state.seq, state.status, dict(state.progress) if state.progress else None)
                 for key, state in wanted.items()}
 

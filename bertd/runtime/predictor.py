@@ -40,12 +40,16 @@ def import_libraries() -> None:
 
 
 def _load(model_dir: Path, max_length: int) -> LoadedModel:
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertd.training.first_token import first_token_only
 
     import_libraries()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
+    first_token_only(model, torch.device("cpu"))
     labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
     return LoadedModel(model, tokenizer, labels, max_length, threading.Lock())
 

@@ -50,7 +50,9 @@ WS_MESSAGE_SCHEMAS: dict[str, Any] = {
                           "epoch and step it was taken at; `interruptions` counts restarts so far.", {
         "epoch": {"type": "integer"}, "step": {"type": "integer"}, "epoch_complete": {"type": "boolean"},
         "interruptions": {"type": "integer"}}, ["task_id", "seq", "epoch", "step"]),
-    "WsEnd": _message("end", "The task ended; its full record. The per-task stream then closes with 1000.",
+    "WsEnd": _message("end", "The task ended; its full record. The per-task stream then closes with 1000, "
+                      "unless prediction jobs of the task are queued or running: then after the last one's "
+                      "`prediction_end`.",
                       {"task": ref("Task")}, ["task_id", "seq", "task"]),
     "WsBaseModel": {
         "type": "object", "required": ["type", "name", "status"],
@@ -78,15 +80,20 @@ WS_MESSAGE_SCHEMAS.update({
     "WsPredictionStatus": _message("prediction_status", "A prediction job's status change.", {
         **PREDICTION_ID, "status": {"type": "string", "enum": [str(status) for status in PredictionStatus]},
         "error_message": {"type": "string"}}, ["task_id", "prediction_id", "seq", "status"]),
-    "WsPredictionEnd": _message("prediction_end", "The prediction job ended; its full record. Its stream then "
-                                "closes with 1000.", {**PREDICTION_ID, "prediction": ref("PredictionJob")},
+    "WsPredictionEnd": _message("prediction_end", "The prediction job ended; its full record. Its own stream then "
+                                "closes with 1000 (its task's stream too, if no other job of the task is queued or "
+                                "running).", {**PREDICTION_ID, "prediction": ref("PredictionJob")},
                                 ["task_id", "prediction_id", "seq", "prediction"]),
 })
 
 WS_TASK_DESCRIPTION = """\
 Messages are JSON text frames: first `snapshot`, then `progress`, `epoch`, `warning` and `status`
 with `seq` increasing by one per message of this task, finally `end` and a close with code 1000.
-A task that already ended gives `snapshot`, `end`, close. Nothing falls between the snapshot and
+A task that already ended gives `snapshot`, `end`, close; while prediction jobs of the completed
+task are queued or running, `snapshot`, a `prediction_snapshot` per job, `end`, then the jobs'
+`prediction_progress`, `prediction_status` and `prediction_end` (each numbered in its job's own
+`seq`, jobs created meanwhile included), and the close after the last job's `prediction_end`.
+Nothing falls between the snapshot and
 the first live message and nothing comes twice. Close codes: 1000 task ended, 1001 server shutting
 down, 4008 the client fell too far behind (reconnect for a fresh snapshot). The server pings every
 WS_HEARTBEAT_SECONDS. Unknown task: 404 before the upgrade; a GET that is no WebSocket upgrade: 400.
@@ -105,9 +112,9 @@ WS_PREDICTION_DESCRIPTION = """\
 A prediction job's live messages: first `prediction_snapshot`, then `prediction_progress` (rows done,
 rows per second; may be coalesced) and `prediction_status`, with `seq` increasing by one per message
 of this job, finally `prediction_end` (the full job) and a close with code 1000. A job that already
-ended gives `prediction_snapshot`, `prediction_end`, close. A task's own stream ends with the task,
-before any prediction job of it can run, so prediction jobs have streams of their own (and show on
-/api/v1/ws). Unknown job: 404 before the upgrade.
+ended gives `prediction_snapshot`, `prediction_end`, close. The same messages reach the task's own
+stream (which stays open while the task has queued or running jobs) and /api/v1/ws. Unknown job:
+404 before the upgrade.
 
 Example session:
 ```

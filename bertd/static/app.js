@@ -1034,6 +1034,9 @@ function jittered(delayMs) {
 
 function onTaskMessage(taskId, message) {
   if (state.viewTaskId !== taskId) return;
+  // A completed task's stream also carries its prediction jobs' messages (numbered per job); the
+  // global socket hands those to predictions.js already.
+  if (message.type.startsWith("prediction_")) return;
   if (message.type === "snapshot") {
     const task = mergeSnapshotTask(message.task, message.seq);
     addProgressToChart(task.progress);

@@ -5,8 +5,9 @@ sheet, load the model, tokenise every text, predict in batches, write the file.
 Where the speed comes from, compared with `pipeline("text-classification")` over a column: the
 fast tokenizer encodes thousands of texts per call instead of one; rows are sorted by length, so a
 batch is padded only to its own longest text and holds about as many tokens as the budget allows;
-`inference_mode` skips autograd's bookkeeping; torch uses the threads of the job's slot; a GPU
-runs in bf16 autocast. Scores are the softmax of the logits in fp32, as the pipeline's are."""
+`inference_mode` skips autograd's bookkeeping; the last encoder layer is computed for the [CLS]
+token alone, the only one the classifier reads (first_token.py); torch uses the threads of the
+job's slot; a GPU runs in bf16 autocast. Scores are the softmax of the logits in fp32, as the pipeline's are."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from bertd.protocol import (
     TrainingStopped,
 )
 from bertd.sheets import SheetError
+from bertd.training.first_token import first_token_only
 from bertd.training.result_sheet import InputSheet, RowCells, read_input
 
 # Tokens (rows x padded length) per forward pass. On the CPU a few thousand keep the matrix
@@ -94,6 +96,7 @@ def load_model(job: PredictionJob) -> LoadedModel:
     elif job.cpu_threads:
         torch.set_num_threads(job.cpu_threads)
     model.to(device)
+    first_token_only(model, device)
     labels = [str(model.config.id2label[index]) for index in range(model.config.num_labels)]
     return LoadedModel(model, tokenizer, labels, device, autocast_dtype)
 
