@@ -138,3 +138,38 @@ def test_a_first_token_layer_that_disagrees_with_the_full_one_is_not_used(classi
     model = AutoModelForSequenceClassification.from_pretrained(classifier).eval()
     assert not first_token.first_token_only(model, torch.device("cpu"))
     assert type(model.bert.encoder.layer[-1]) is BertLayer
+
+
+def test_long_texts_cut_before_tokenising_get_the_ids_of_the_whole_text() -> None:
+    """Random texts of Chinese, Latin words that split into word pieces (so a cut inside a word would
+    change its ids), digits, spaces, punctuation, a control character BERT deletes (joining its
+    neighbours into one word) and combining accents: the job's ids are the tokenizer's own, through
+    cut texts where possible and whole ones where a cut falls short of max_length."""
+    import random
+
+    from transformers import BertTokenizerFast
+
+    from bertd.training.predict_sheet import tokenize
+    from bertd.training.text_prefix import cut_text, is_bert_wordpiece
+
+    words = ["工", "厂", "排", "放", "废", "气", "噪", "音", "扬", "尘", "，", "。", "（", "）", "！", ".", "𠀋",
+             "abc", "##abc", "a", "##b", "##c", "word", "##word", "w", "##o", "##r", "##d", "2024", "##2024", "2",
+             "##0", "##4", "pm", "##2", "5", "e", "x", "##x", "abcabc"]
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])})
+    assert is_bert_wordpiece(tokenizer)
+    pieces = ["工厂", "排放", "废气", "，", "。", "噪音", "abc", "Word", "word", "2024", " ", "\n", "\x0b", "e\u0301",
+              "（", "！", "x", "PM2.5", "\u3000", "𠀋", "扬尘"]
+    generator = random.Random(3)
+    texts = ["".join(generator.choice(pieces) for _ in range(generator.randint(1, 160))) for _ in range(600)]
+    texts += ["扬尘" * 200, "word " * 200, "abc" * 300]
+    max_length = 48
+    # Where a wrong cut would show: the 46th token is the word "abcabc", whose halves a deleted
+    # control character joins, and the first place a cut is looked for is right after that character.
+    texts += ["工" * 45 + " " * 15 + "abc\x0babc。" + "工" * 30, "工" * 45 + " " * 16 + "abcabc。" + "工" * 30]
+    expected = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    assert tokenize(tokenizer, texts, max_length, lambda: None) == expected
+    cut = [text for text in texts if cut_text(text, max_length) is not None]
+    assert len(cut) > 100  # the cut was taken for many, and the whole text was needed for some
+    assert any(len(tokenizer(cut_text(text, max_length), truncation=True, max_length=max_length)["input_ids"])
+               < max_length for text in cut)

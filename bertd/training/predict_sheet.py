@@ -3,7 +3,8 @@ file with prediction columns appended. Runs in a worker process and reads top to
 sheet, load the model, tokenise every text, predict in batches, write the file.
 
 Where the speed comes from, compared with `pipeline("text-classification")` over a column: the
-fast tokenizer encodes thousands of texts per call instead of one; rows are sorted by length, so a
+fast tokenizer encodes thousands of texts per call instead of one, each long one cut near
+max_length first where the cut cannot change its ids (text_prefix.py); rows are sorted by length, so a
 batch is padded only to its own longest text and holds about as many tokens as the budget allows;
 `inference_mode` skips autograd's bookkeeping; the last encoder layer is computed for the [CLS]
 token alone, the only one the classifier reads (first_token.py); torch uses the threads of the
@@ -41,6 +42,7 @@ from bertd.protocol import (
 from bertd.sheets import SheetError
 from bertd.training.first_token import first_token_only
 from bertd.training.result_sheet import InputSheet, RowCells, read_input
+from bertd.training.text_prefix import cut_text, is_bert_wordpiece
 
 # Tokens (rows x padded length) per forward pass. On the CPU a few thousand keep the matrix
 # products efficient and the activations in cache; a GPU wants far more work per launch.
@@ -102,14 +104,27 @@ def load_model(job: PredictionJob) -> LoadedModel:
 
 
 def tokenize(tokenizer: Any, texts: list[str], max_length: int, should_stop: ShouldStop) -> list[list[int]]:
-    """Token ids of every text, truncated to max_length as in training, without padding."""
+    """Token ids of every text, truncated to max_length as in training, without padding. A long text
+    is cut first where that cannot change its ids (text_prefix.py), and tokenised whole only if the
+    cut one falls short of max_length."""
+
+    def encode(batch: list[str]) -> list[list[int]]:
+        return tokenizer(batch, truncation=True, max_length=max_length, padding=False, return_attention_mask=False,
+                         return_token_type_ids=False)["input_ids"]
+
+    cuttable = is_bert_wordpiece(tokenizer)
     ids: list[list[int]] = []
     for start in range(0, len(texts), TOKENIZE_CHUNK):
         if should_stop() is not None:
             raise TrainingStopped()
-        encoded = tokenizer(texts[start : start + TOKENIZE_CHUNK], truncation=True, max_length=max_length,
-                            padding=False, return_attention_mask=False, return_token_type_ids=False)
-        ids.extend(encoded["input_ids"])
+        chunk = texts[start : start + TOKENIZE_CHUNK]
+        cuts = [cut_text(text, max_length) for text in chunk] if cuttable else [None] * len(chunk)
+        encoded = encode([text if cut is None else cut for text, cut in zip(chunk, cuts, strict=True)])
+        short = [row for row, cut in enumerate(cuts) if cut is not None and len(encoded[row]) < max_length]
+        if short:
+            for row, whole in zip(short, encode([chunk[row] for row in short]), strict=True):
+                encoded[row] = whole
+        ids.extend(encoded)
     return ids
 
 
