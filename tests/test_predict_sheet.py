@@ -158,6 +158,8 @@ def test_long_texts_cut_before_tokenising_get_the_ids_of_the_whole_text() -> Non
     tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(
         ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])})
     assert is_bert_wordpiece(tokenizer)
+    # Without CJK ideographs as words of their own, a cut after one could split a word: no cutting.
+    assert not is_bert_wordpiece(BertTokenizerFast(vocab=tokenizer.get_vocab(), tokenize_chinese_chars=False))
     pieces = ["工厂", "排放", "废气", "，", "。", "噪音", "abc", "Word", "word", "2024", " ", "\n", "\x0b", "e\u0301",
               "（", "！", "x", "PM2.5", "\u3000", "𠀋", "扬尘"]
     generator = random.Random(3)

@@ -21,18 +21,21 @@ SLACK_CHARACTERS = 16
 # How far past the first candidate position a boundary is looked for before giving up on cutting.
 SEARCH_CHARACTERS = 64
 
-# The CJK ranges BERT's normaliser isolates (tokenizers' `is_chinese_char`).
+# The CJK ranges BERT's normaliser isolates: the Rust `is_chinese_char` of tokenizers (whose fifth
+# range starts at 0x2B920, where the Python BasicTokenizer's starts at 0x2B820).
 CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-              (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+              (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
 def is_bert_wordpiece(tokenizer: Any) -> bool:
-    """A fast tokenizer whose normaliser, pre-tokenizer and model are BERT's (what the cut assumes)."""
+    """A fast tokenizer whose normaliser (isolating CJK ideographs), pre-tokenizer and model are
+    BERT's: what the cut assumes."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return False
     parts = (type(backend.normalizer).__name__, type(backend.pre_tokenizer).__name__, type(backend.model).__name__)
-    return parts == ("BertNormalizer", "BertPreTokenizer", "WordPiece")
+    return (parts == ("BertNormalizer", "BertPreTokenizer", "WordPiece")
+            and getattr(backend.normalizer, "handle_chinese_chars", False) is True)
 
 
 # Whitespace BERT splits on (other control characters it deletes, so they join their neighbours),
