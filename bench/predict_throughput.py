@@ -83,6 +83,22 @@ def user_script(data: Path, model_dir: Path, output: Path, max_length: int) -> d
     return result
 
 
+def until_prediction_end(server: Server, path: str) -> None:
+    """Follow a prediction job's WebSocket up to its `prediction_end`, as `bertd predict` waits (a
+    client polling GET many times a second would take CPU from the job it measures)."""
+    import asyncio
+
+    import aiohttp
+
+    async def follow() -> None:
+        async with aiohttp.ClientSession() as session, session.ws_connect(f"{server.url}{path}/ws") as socket:
+            async for message in socket:
+                if json.loads(message.data)["type"] == "prediction_end":
+                    return
+
+    asyncio.run(follow())
+
+
 def bertd_job(server: Server, task_id: str, data: Path, output: Path) -> dict[str, Any]:
     """Upload to downloaded file, as `bertd predict --file` does it (top_k 2, for the near-tie check)."""
     jobs = f"/api/v1/training/tasks/{task_id}/predictions"
@@ -91,9 +107,8 @@ def bertd_job(server: Server, task_id: str, data: Path, output: Path) -> dict[st
     posted = time.perf_counter()
     job = server.request("POST", jobs, {"file": upload["filename"], "sheet_name": "data", "text_column": TEXT,
                                         "top_k": 2})
-    while job["status"] not in ("completed", "failed", "stopped"):
-        time.sleep(0.05)
-        job = server.request("GET", f"{jobs}/{job['prediction_id']}")
+    until_prediction_end(server, f"{jobs}/{job['prediction_id']}")
+    job = server.request("GET", f"{jobs}/{job['prediction_id']}")
     assert job["status"] == "completed", job["error_message"]
     with urllib.request.urlopen(f"{server.url}{jobs}/{job['prediction_id']}/download", timeout=600) as response:
         output.write_bytes(response.read())
