@@ -13,11 +13,10 @@ from pydantic import BaseModel
 
 from bertd.protocol import Artifacts, Hyperparameters, Progress, TaskError
 from bertd.sheets import SheetInfo
+from bertd.state.download_store import DownloadStatements
 from bertd.state.prediction_store import PredictionStatements
 from bertd.state.records import (
     ACTIVE_STATUSES,
-    DownloadRecord,
-    DownloadStatus,
     FileRecord,
     TaskEvent,
     TaskRecord,
@@ -106,10 +105,10 @@ class QueueFull(Exception):
     """As many tasks as allowed are already waiting."""
 
 
-class Store(PredictionStatements):
-    """The one path to SQLite (prediction jobs' statements are in prediction_store.py). Writes are
-    serialised by a lock so no coroutine's statement can slip into another's transaction on the
-    shared connection."""
+class Store(PredictionStatements, DownloadStatements):
+    """The one path to SQLite (prediction jobs' statements are in prediction_store.py, base model
+    downloads' in download_store.py). Writes are serialised by a lock so no coroutine's statement
+    can slip into another's transaction on the shared connection."""
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
@@ -376,30 +375,3 @@ class Store(PredictionStatements):
             (task_id, after, limit),
         )
         return [TaskEvent(row["id"], row["task_id"], row["at"], row["type"], json.loads(row["data_json"])) for row in rows]
-
-    # ---- base model downloads ------------------------------------------------------------------
-
-    async def save_download(self, record: DownloadRecord) -> None:
-        async with self._transaction() as connection:
-            await connection.execute(
-                "INSERT INTO base_model_downloads (name, source, revision, status, bytes_done, bytes_total, error_json, "
-                "started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                "source = excluded.source, revision = excluded.revision, status = excluded.status, "
-                "bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total, error_json = excluded.error_json, "
-                "started_at = excluded.started_at, updated_at = excluded.updated_at",
-                (record.name, record.source, record.revision, str(record.status), record.bytes_done, record.bytes_total,
-                 _dumps(record.error), record.started_at, record.updated_at),
-            )
-
-    async def list_downloads(self) -> list[DownloadRecord]:
-        rows = await self._fetch_all("SELECT * FROM base_model_downloads ORDER BY name")
-        return [DownloadRecord(
-            name=row["name"], source=row["source"], revision=row["revision"], status=DownloadStatus(row["status"]),
-            started_at=row["started_at"], updated_at=row["updated_at"], bytes_done=row["bytes_done"],
-            bytes_total=row["bytes_total"],
-            error=TaskError.model_validate_json(row["error_json"]) if row["error_json"] else None,
-        ) for row in rows]
-
-    async def delete_download(self, name: str) -> None:
-        async with self._transaction() as connection:
-            await connection.execute("DELETE FROM base_model_downloads WHERE name = ?", (name,))
