@@ -55,6 +55,12 @@ def prediction_snapshot_of(job: PredictionRecord, live: LiveState | None) -> dic
     return body
 
 
+def prediction_snapshot_message(job: PredictionRecord, live: LiveState | None) -> dict[str, Any]:
+    """The first message about a job on a stream: the job as of `seq`, its own stream's number."""
+    return {"type": "prediction_snapshot", "task_id": job.task_id, "prediction_id": job.prediction_id,
+            "seq": live.seq if live else 0, "prediction": prediction_snapshot_of(job, live)}
+
+
 def _subscriber(request: web.Request, task_id: str | None, ending: StreamEnd | None) -> SocketSubscriber:
     """A not yet accepted WebSocket and the hub subscriber that writes to it."""
     config = request.app[CONFIG]
@@ -115,10 +121,7 @@ async def task_stream(request: web.Request) -> web.WebSocketResponse:
                                         "task": snapshot_of(task, live)}]
         # The task's queued and running prediction jobs keep its stream open past its `end`.
         ending.active_jobs.update(job.prediction_id for job in jobs)
-        for job in jobs:
-            job_live = states.get(job.prediction_id)
-            first.append({"type": "prediction_snapshot", "task_id": task_id, "prediction_id": job.prediction_id,
-                          "seq": job_live.seq if job_live else 0, "prediction": prediction_snapshot_of(job, job_live)})
+        first += [prediction_snapshot_message(job, states.get(job.prediction_id)) for job in jobs]
         if live is None and task.status in TERMINAL_STATUSES:
             first.append({"type": "end", "task_id": task_id, "seq": seq, "task": task.to_json()})
         await _stream(subscriber, first)
@@ -140,11 +143,10 @@ async def prediction_stream(request: web.Request) -> web.WebSocketResponse:
             raise not_found(f"no prediction job {prediction_id!r} of task {task_id}")
         await _accept(request, subscriber)
         live = states.get(prediction_id)
-        ids = {"task_id": task_id, "prediction_id": prediction_id, "seq": live.seq if live else 0}
-        first: list[dict[str, Any]] = [{"type": "prediction_snapshot", **ids,
-                                        "prediction": prediction_snapshot_of(job, live)}]
+        first = [prediction_snapshot_message(job, live)]
         if live is None and job.status in PREDICTION_TERMINAL:
-            first.append({"type": "prediction_end", **ids, "prediction": job.to_json()})
+            first.append({"type": "prediction_end", "task_id": task_id, "prediction_id": prediction_id, "seq": 0,
+                          "prediction": job.to_json()})
         await _stream(subscriber, first)
     finally:
         hub.unsubscribe(subscriber)

@@ -24,13 +24,12 @@ from bertd.api.ws_frame import text_frame
 from bertd.runtime.hub import Message
 from bertd.runtime.mailbox import Mailbox, SubscriberTooSlow
 from bertd.server.responses import dumps
-from bertd.state.records import PredictionStatus
+from bertd.state.records import PREDICTION_TERMINAL
 
 CLOSE_TOO_SLOW = 4008
 # Bytes a client may leave unread before new messages queue (and coalesce) instead of being
 # written straight away.
 WRITE_NOW_BUFFER_LIMIT = 64 * 1024
-ACTIVE_PREDICTION = frozenset({str(PredictionStatus.QUEUED), str(PredictionStatus.RUNNING)})
 
 
 class StreamEnd(Protocol):
@@ -57,7 +56,7 @@ class TaskStreamEnd:
         kind = message["type"]
         if kind == "end":
             self.task_ended = True
-        elif kind == "prediction_status" and message["status"] in ACTIVE_PREDICTION:
+        elif kind == "prediction_status" and message["status"] not in PREDICTION_TERMINAL:
             self.active_jobs.add(message["prediction_id"])
         elif kind == "prediction_end":
             self.active_jobs.discard(message["prediction_id"])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from bertd.state.json_column import json_column
 from bertd.state.records import DownloadRecord, DownloadStatus
 from bertd.task_error import TaskError
 
@@ -32,7 +33,7 @@ class DownloadStatements:
                 "bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total, error_json = excluded.error_json, "
                 "started_at = excluded.started_at, updated_at = excluded.updated_at",
                 (record.name, record.source, record.revision, str(record.status), record.bytes_done, record.bytes_total,
-                 record.error.model_dump_json() if record.error else None, record.started_at, record.updated_at),
+                 json_column(record.error), record.started_at, record.updated_at),
             )
 
     async def list_downloads(self) -> list[DownloadRecord]:

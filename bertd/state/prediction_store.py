@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from bertd.state.json_column import json_column
 from bertd.state.records import PredictionRecord, PredictionStatus, TaskStatus, prediction_sources_of
 from bertd.task_error import TaskError
 
@@ -59,8 +60,7 @@ def _assignments(fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
     for name, value in fields.items():
         if name in JSON_COLUMNS:
             assignments.append(f"{name}_json = ?")
-            values.append(None if value is None else value.model_dump_json() if isinstance(value, TaskError)
-                          else json.dumps(value, ensure_ascii=False))
+            values.append(json_column(value))
         elif name in PLAIN_COLUMNS:
             assignments.append(f"{name} = ?")
             values.append(value)

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiosqlite
-from pydantic import BaseModel
 
 from bertd.protocol import Artifacts, Hyperparameters, Progress, TaskError
 from bertd.sheets import SheetInfo
 from bertd.state.download_store import DownloadStatements
+from bertd.state.json_column import json_column
 from bertd.state.prediction_store import PredictionStatements
 from bertd.state.records import (
     ACTIVE_STATUSES,
@@ -45,12 +45,6 @@ TASK_COLUMNS = """
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-
-def _dumps(value: Any) -> str | None:
-    if isinstance(value, BaseModel):
-        return value.model_dump_json()
-    return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def _placeholders(values: tuple[Any, ...] | list[Any]) -> str:
@@ -147,7 +141,7 @@ class Store(PredictionStatements, DownloadStatements):
                     record.size_bytes,
                     record.sha256,
                     record.uploaded_at,
-                    _dumps([sheet.to_json() for sheet in record.sheets]),
+                    json_column([sheet.to_json() for sheet in record.sheets]),
                 ),
             )
 
@@ -205,7 +199,7 @@ class Store(PredictionStatements, DownloadStatements):
                     task.base_model,
                     task.training_data_file,
                     task.validation_data_file,
-                    _dumps(task.hyperparameters),
+                    json_column(task.hyperparameters),
                     task.callback_url,
                     task.created_at,
                 ),
@@ -274,7 +268,7 @@ class Store(PredictionStatements, DownloadStatements):
         for name, value in fields.items():
             if name in ("progress", "metrics", "artifacts", "callback", "checkpoint", "error"):
                 assignments.append(f"{name}_json = ?")
-                values.append(_dumps(value))
+                values.append(json_column(value))
             elif name in ("error_message", "started_at", "finished_at", "priority", "interruptions"):
                 assignments.append(f"{name} = ?")
                 values.append(value)
@@ -300,7 +294,7 @@ class Store(PredictionStatements, DownloadStatements):
     async def set_progress(self, task_id: str, progress: Progress) -> None:
         async with self._transaction() as connection:
             await connection.execute(
-                "UPDATE tasks SET progress_json = ? WHERE task_id = ?", (_dumps(progress), task_id)
+                "UPDATE tasks SET progress_json = ? WHERE task_id = ?", (json_column(progress), task_id)
             )
 
     async def set_queued_progress(self, task_id: str, progress: Progress) -> bool:
@@ -308,14 +302,14 @@ class Store(PredictionStatements, DownloadStatements):
         has left the queue (stopped, deleted, started), which then keeps its own progress."""
         async with self._transaction() as connection:
             cursor = await connection.execute(
-                "UPDATE tasks SET progress_json = ? WHERE task_id = ? AND status = 'queued'", (_dumps(progress), task_id)
+                "UPDATE tasks SET progress_json = ? WHERE task_id = ? AND status = 'queued'", (json_column(progress), task_id)
             )
             return cursor.rowcount == 1
 
     async def set_checkpoint(self, task_id: str, checkpoint: dict[str, Any] | None) -> None:
         async with self._transaction() as connection:
             await connection.execute(
-                "UPDATE tasks SET checkpoint_json = ? WHERE task_id = ?", (_dumps(checkpoint), task_id)
+                "UPDATE tasks SET checkpoint_json = ? WHERE task_id = ?", (json_column(checkpoint), task_id)
             )
 
     async def set_run(self, task_id: str, run_id: str, cursor: str) -> None:
@@ -331,7 +325,7 @@ class Store(PredictionStatements, DownloadStatements):
     async def set_callback_state(self, task_id: str, callback: dict[str, Any]) -> None:
         async with self._transaction() as connection:
             await connection.execute(
-                "UPDATE tasks SET callback_json = ? WHERE task_id = ?", (_dumps(callback), task_id)
+                "UPDATE tasks SET callback_json = ? WHERE task_id = ?", (json_column(callback), task_id)
             )
 
     async def delete_task(self, task_id: str) -> bool:
@@ -349,7 +343,7 @@ class Store(PredictionStatements, DownloadStatements):
         """Insert an event; False when one of the same origin is recorded already."""
         cursor = await connection.execute(
             "INSERT OR IGNORE INTO task_events (task_id, at, type, data_json, origin) VALUES (?, ?, ?, ?, ?)",
-            (task_id, utc_now(), event_type, _dumps(data), origin),
+            (task_id, utc_now(), event_type, json_column(data), origin),
         )
         return cursor.rowcount == 1
 
